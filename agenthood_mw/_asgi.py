@@ -1,0 +1,57 @@
+"""Byte-moving helpers shared by the pure-ASGI middlewares (no decisions here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import Scope, Send
+
+from agenthood_mw._errors import HTTPError
+
+__all__ = ["agenthood_state", "header_values", "send_error"]
+
+#: WebSocket close code for a refused handshake when the server cannot send an HTTP response.
+WS_POLICY_VIOLATION = 1008
+
+
+def agenthood_state(scope: Scope) -> dict[str, Any]:
+    """The per-request dict shared by the middlewares: ``scope["state"]["agenthood"]``."""
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    data: dict[str, Any] | None = state.get("agenthood")
+    if data is None:
+        data = state["agenthood"] = {}
+    return data
+
+
+def header_values(scope: Scope, name: bytes) -> list[bytes]:
+    """Every value of header ``name`` (lower-case bytes), in order."""
+    return [v for k, v in scope.get("headers", ()) if k.lower() == name]
+
+
+async def send_error(scope: Scope, send: Send, error: HTTPError) -> None:
+    """Send ``error`` as a complete HTTP response, or refuse a websocket before accept.
+
+    For websockets the HTTP error is sent through the Websocket Denial Response extension when
+    the server offers it; otherwise the handshake is closed with code 1008.
+    """
+    body = error.body()
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in error.header_pairs(body)]
+    if scope["type"] == "websocket":
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": error.status,
+                    "headers": headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send(
+                {"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": error.type}
+            )
+        return
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
