@@ -1,0 +1,1 @@
+"""Implementation of the ``agenthood`` command (entry point: :mod:`agenthood_mw.cli`)."""

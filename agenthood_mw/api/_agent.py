@@ -1,0 +1,164 @@
+"""The ``Agent`` protocol and the ``RunContext`` every run receives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._identity import Identity
+from agenthood_mw.api._provider import ChatMessage, Completion, LLMProvider
+
+if TYPE_CHECKING:
+    from agenthood_mw.memory import ScopedMemory
+    from agenthood_mw.metering import Meter, ThinkingBudget
+
+__all__ = ["Agent", "AgentResult", "RunContext"]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """An agent served by :class:`~agenthood_mw.AgenthoodAPI`.
+
+    ``run`` may be ``async def`` (awaited on the event loop) or a plain ``def`` (run in a worker
+    thread; use :meth:`RunContext.call` there for the async memory and provider APIs). It returns
+    the output text, or an :class:`AgentResult`.
+
+    An optional ``budget`` attribute (a :class:`~agenthood_mw.ThinkingBudget`) sets this
+    agent's own limits; a request can only lower them.
+    """
+
+    name: str
+    description: str
+
+    def run(self, task: str, ctx: RunContext) -> Any:
+        """Carry out ``task`` for ``ctx.identity``; return ``str`` or :class:`AgentResult`."""
+        ...
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """What an agent may return instead of a plain string.
+
+    Attributes:
+        output: the answer shown to the caller.
+        data: extra JSON-serialisable details recorded in the run's trace (not in the
+            response).
+    """
+
+    output: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Everything one agent run may use; built by the API from the authenticated identity only.
+
+    Attributes:
+        identity: the caller.
+        scope: the :class:`MemoryScope` of the caller (``MemoryScope.for_identity(identity)``).
+        memory: :class:`~agenthood_mw.memory.ScopedMemory` bound to ``scope``; there is no
+            other way to reach memory from a run.
+        meter: this run's :class:`~agenthood_mw.metering.Meter` (cost, steps, trace).
+        thinking_budget: the effective budget (the agent's, lowered by the request's).
+        provider: the LLM provider (often a :class:`~agenthood_mw.ProviderFailover`).
+        run_id: the run's id (also in the response and the trace).
+        agent: the agent's name.
+        partial_output: set it as work progresses; it becomes the output when the run is
+            stopped by its budget.
+    """
+
+    identity: Identity
+    scope: MemoryScope
+    memory: ScopedMemory
+    meter: Meter
+    thinking_budget: ThinkingBudget
+    provider: LLMProvider
+    run_id: str
+    agent: str
+    partial_output: str = ""
+
+    def step(self, name: str, **attrs: Any) -> None:
+        """Check the budget, then record one reasoning step in the trace.
+
+        Raises :class:`~agenthood_mw.metering.BudgetExhausted` when the budget forbids
+        another step; the API turns it into ``stopReason`` (the run is not an error).
+        """
+        self.meter.check_budget()
+        self.meter.step(name, **attrs)
+
+    def tool_call(
+        self,
+        name: str,
+        *,
+        arguments: Any = None,
+        result: Any = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a tool call in the trace."""
+        self.meter.tool_call(name, arguments=arguments, result=result, error=error)
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        """One model call under the thinking budget.
+
+        The budget is checked first (the step limit excepted: the call belongs to the step
+        recorded before it); when it has a token limit, ``max_tokens`` is capped to what
+        remains of it. Usage is recorded on :attr:`meter` by the provider (the meter is bound
+        as ``current_meter()`` for the call, also when the agent runs outside the request's
+        context).
+        """
+        self._check_call_budget()
+        limit = self.thinking_budget.max_tokens
+        if limit is not None:
+            totals = self.meter.totals
+            remaining = max(1, limit - totals.input_tokens - totals.output_tokens)
+            max_tokens = remaining if max_tokens is None else min(max_tokens, remaining)
+        from agenthood_mw.metering._meter import reset_meter, set_meter
+
+        token = set_meter(self.meter)  # the provider records usage on this run's meter
+        try:
+            return await self.provider.complete(
+                messages, model=model, max_tokens=max_tokens, temperature=temperature
+            )
+        finally:
+            reset_meter(token)
+
+    def _check_call_budget(self) -> None:
+        # A model call belongs to the step that precedes it, so the step limit does not stop it
+        # (max_steps=3 allows three steps with their calls); every other limit does.
+        meter = self.meter
+        budget = meter.thinking_budget
+        totals = meter.totals
+        if budget is None or budget.max_steps is None or totals.steps < budget.max_steps:
+            meter.check_budget()
+            return
+        reason = budget.exhausted(
+            steps=0,
+            tokens=totals.input_tokens + totals.output_tokens,
+            cost_nanos=totals.cost_nanos,
+            elapsed=meter.elapsed(),
+        )
+        if reason is not None:
+            from agenthood_mw.metering import BudgetExhausted
+
+            if meter.stop_reason is None:
+                meter.stop_reason = reason
+            raise BudgetExhausted(reason)
+
+    def call(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """From a sync agent (worker thread): run an async API on the server's event loop,
+        e.g. ``ctx.call(ctx.memory.facts.put, "k", "v")`` or ``ctx.call(ctx.complete, msgs)``.
+        """
+        import anyio.from_thread
+
+        return anyio.from_thread.run(func, *args)

@@ -1,0 +1,374 @@
+"""``AgenthoodAPI``: agents as HTTP endpoints, a Starlette application."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, request_response
+from starlette.types import Receive, Scope, Send
+
+from agenthood_mw._asgi import agenthood_state
+from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._errors import HTTPError
+from agenthood_mw._identity import Identity
+from agenthood_mw.api._agent import Agent
+from agenthood_mw.api._config import check_agents, check_positive, check_prices, memory_backend
+from agenthood_mw.api._http import (
+    RawASGI,
+    consumed_receive,
+    error_response,
+    http_exception_handler,
+    internal_error_handler,
+    json_response,
+)
+from agenthood_mw.api._offline import OFFLINE_MODEL, OfflineProvider
+from agenthood_mw.api._openapi import openapi_document
+from agenthood_mw.api._provider import LLMProvider
+from agenthood_mw.api._request import (
+    RunRequestError,
+    check_content_length,
+    check_content_type,
+    parse_run_request,
+    too_large,
+)
+from agenthood_mw.api._runner import RunFailed, render_response, run_agent
+from agenthood_mw.memory import MemoryBackend
+from agenthood_mw.metering import (
+    CostMeterMiddleware,
+    Ledger,
+    PriceTable,
+    ThinkingBudget,
+    TraceStore,
+    current_meter,
+    ledger_from_url,
+    trace_store_from_url,
+)
+
+__all__ = ["DEMO_PRICES", "AgenthoodAPI"]
+
+logger = logging.getLogger("agenthood_mw.api")
+
+#: Prices of the offline demo model (dollars per million tokens), chosen so the seed's run
+#: (1840 input + 220 output tokens) costs $0.0018. It is a demo figure, not a real price.
+DEMO_PRICES: Final = {OFFLINE_MODEL: {"input": "0.75", "output": "2.00"}}
+
+_RESERVED_METER_OPTIONS: Final = frozenset(
+    {"prices", "ledger", "traces", "agent", "thinking_budget", "thinking_budgets"}
+)
+_RUN_KEY: Final = "api_run"
+_HEALTH_SCOPE: Final = MemoryScope.operator(user="agenthood-health-check")
+
+
+class AgenthoodAPI(Starlette):
+    """Agents as HTTP endpoints, as a Starlette application.
+
+    ``POST /agents/{name}/run`` runs an agent for the authenticated caller and answers
+    ``{"agent", "userId", "output", "steps", "cost": {"inputTokens", "outputTokens",
+    "totalCost"}, "memoryScope", "runId", "stopReason"}``; ``GET /agents``, ``GET /runs/{id}``
+    (the caller's own traces only), ``GET /health`` and ``GET /openapi.json``.
+
+    Authentication and rate limiting are added the Starlette way
+    (``api.add_middleware(RateLimitMiddleware, ...)`` then ``api.add_middleware(AuthMiddleware,
+    ...)``: the last added runs first). Cost metering is built in: a
+    :class:`~agenthood_mw.CostMeterMiddleware` (``api.meter``) wraps the run itself, after
+    validation, so listings, traces, health checks and refused requests are never metered.
+    Every run's memory is a :class:`~agenthood_mw.memory.ScopedMemory` bound to
+    ``MemoryScope.for_identity(caller)``.
+
+    Args:
+        agents: the agents to serve (unique ``name``; optional ``budget`` ThinkingBudget each).
+        memory: ``{"isolation": "per-user", "backend": "sqlite:///agenthood.db"}``, a memory
+            URL, or a :class:`~agenthood_mw.MemoryBackend` (default in-process memory).
+        provider: the :class:`~agenthood_mw.api.LLMProvider` (often a ``ProviderFailover``);
+            default the labelled :class:`~agenthood_mw.api.OfflineProvider`.
+        prices: a :class:`~agenthood_mw.PriceTable` or its mapping (default: the offline
+            demo model's price; other models are metered at zero with a warning).
+        ledger: where usage is kept: a URL (``sqlite:///costs.db``, ``postgresql://...``,
+            ``memory://``) or a ledger object.
+        traces: where run traces are kept (URL or trace store; default the ledger's URL).
+        thinking_budget: default budget of every agent (an agent's ``budget`` overrides it;
+            a request's ``budget`` can only lower it).
+        required_scopes: scopes a caller needs to run agents (403 otherwise).
+        max_body_bytes: largest run request body (413 above).
+        max_task_chars: longest task (422 above).
+        run_timeout: wall-clock seconds after which a run is stopped (``stopReason:
+            "timeout"``); ``None`` for no limit.
+        meter_options: extra keywords for the built-in ``CostMeterMiddleware`` (``budgets=``,
+            ``on_alert=``, ``tokens_per_minute=``, ``trace_retention=`` ...).
+        middleware, routes, debug, title: as for Starlette / the OpenAPI title.
+    """
+
+    def __init__(
+        self,
+        *,
+        agents: Sequence[Agent],
+        memory: Mapping[str, Any] | str | MemoryBackend | None = None,
+        provider: LLMProvider | None = None,
+        prices: PriceTable | Mapping[str, Mapping[str, Any]] | None = None,
+        ledger: str | Ledger = "memory://",
+        traces: str | TraceStore | None = None,
+        thinking_budget: ThinkingBudget | None = None,
+        required_scopes: Sequence[str] = (),
+        max_body_bytes: int = 64 * 1024,
+        max_task_chars: int = 16_000,
+        run_timeout: float | None = 300.0,
+        meter_options: Mapping[str, Any] | None = None,
+        middleware: Sequence[Middleware] | None = None,
+        routes: Sequence[BaseRoute] | None = None,
+        debug: bool = False,
+        title: str = "agenthood-mw agent API",
+    ) -> None:
+        self.agents: dict[str, Agent] = check_agents(agents)
+        if provider is None:
+            provider = OfflineProvider()
+            logger.warning(
+                "AgenthoodAPI: no provider given, using the OfflineProvider (deterministic "
+                "placeholder answers, not a language model)"
+            )
+        if not isinstance(provider, LLMProvider):
+            raise TypeError("provider: expected an LLMProvider (complete() and aclose())")
+        if prices is None:
+            prices = PriceTable(DEMO_PRICES, unknown="zero")
+        elif not isinstance(prices, PriceTable):
+            prices = PriceTable(prices)
+        check_prices(provider, prices)
+        if thinking_budget is not None and not isinstance(thinking_budget, ThinkingBudget):
+            raise TypeError("thinking_budget: expected a ThinkingBudget")
+        raw_scopes: object = required_scopes
+        if isinstance(raw_scopes, str) or not all(isinstance(s, str) for s in required_scopes):
+            raise TypeError("required_scopes: expected a list of scope names")
+        check_positive(max_body_bytes, "max_body_bytes", integer=True)
+        check_positive(max_task_chars, "max_task_chars", integer=True)
+        if run_timeout is not None:
+            check_positive(run_timeout, "run_timeout", integer=False)
+        extra_meter = dict(meter_options or {})
+        reserved = sorted(set(extra_meter) & _RESERVED_METER_OPTIONS)
+        if reserved:
+            raise ValueError(
+                f"meter_options: {reserved} are set by AgenthoodAPI's own options "
+                "(prices, ledger, traces, thinking_budget, agent budgets)"
+            )
+        self.provider = provider
+        self.prices = prices
+        self.required_scopes = frozenset(required_scopes)
+        self.max_body_bytes = max_body_bytes
+        self.max_task_chars = max_task_chars
+        self.run_timeout = run_timeout
+        # the stores last: nothing is opened when an option above is wrong
+        self.memory_backend = memory_backend({} if memory is None else memory)
+        self.ledger = ledger_from_url(ledger) if isinstance(ledger, str) else ledger
+        if traces is None:
+            traces = ledger if isinstance(ledger, str) else "memory://"
+        self.traces = trace_store_from_url(traces) if isinstance(traces, str) else traces
+        agent_budgets = {
+            name: b for name, a in self.agents.items() if (b := getattr(a, "budget", None))
+        }
+        agents_known = self.agents
+
+        def agent_of(scope: Any) -> str | None:
+            name = scope.get("path_params", {}).get("name")
+            return name if isinstance(name, str) and name in agents_known else None
+
+        #: The built-in metering of runs: only validated ``POST /agents/{name}/run`` requests
+        #: reach it.
+        self.meter = CostMeterMiddleware(
+            request_response(self._execute),
+            prices=self.prices,
+            ledger=self.ledger,
+            traces=self.traces,
+            agent=agent_of,
+            thinking_budget=thinking_budget,
+            thinking_budgets=agent_budgets,
+            **extra_meter,
+        )
+        self._openapi = openapi_document(title=title, agent_names=list(self.agents))
+        super().__init__(
+            debug=debug,
+            routes=[
+                Route("/agents/{name}/run", RawASGI(self._admit), methods=["POST"]),
+                Route("/agents", self._list_agents, methods=["GET"]),
+                Route("/runs/{run_id}", self._get_run, methods=["GET"]),
+                Route("/health", self._health, methods=["GET"]),
+                Route("/openapi.json", self._openapi_json, methods=["GET"]),
+                *(routes or ()),
+            ],
+            middleware=middleware,
+            exception_handlers={
+                HTTPException: http_exception_handler,
+                Exception: internal_error_handler,
+            },
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def flush(self) -> None:
+        """Wait until every finished run is in the ledger and the trace store."""
+        await self.meter.flush()
+
+    async def aclose(self) -> None:
+        """Flush the metering, close the provider, the memory backend, the ledger and the trace
+        store (the lifespan does this on shutdown)."""
+        closers = (
+            self.meter.close,
+            self.provider.aclose,
+            self.memory_backend.close,
+            self.ledger.close,
+            self.traces.close,
+        )
+        for closer in closers:
+            try:
+                await closer()
+            except Exception:
+                logger.exception("error while closing %r", closer)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _caller(self, request: Request) -> Identity | HTTPError:
+        user = request.scope.get("user")
+        if not isinstance(user, Identity) or not user.is_authenticated:
+            return HTTPError(
+                401,
+                "unauthenticated",
+                "this endpoint needs an authenticated caller",
+                headers=(("www-authenticate", 'Bearer realm="agenthood"'),),
+            )
+        if self.required_scopes and not user.has_scopes(*self.required_scopes):
+            needed = " ".join(sorted(self.required_scopes))
+            challenge = f'Bearer realm="agenthood", error="insufficient_scope", scope="{needed}"'
+            return HTTPError(
+                403,
+                "insufficient_scope",
+                f"running agents needs the scope(s): {needed}",
+                headers=(("www-authenticate", challenge),),
+            )
+        return user
+
+    async def _read_body(self, request: Request) -> bytes:
+        check_content_type(request.headers.get("content-type"))
+        check_content_length(request.headers.get("content-length"), self.max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise too_large(self.max_body_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- endpoints -------------------------------------------------------------------------
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /agents/{name}/run``: validate everything, then hand over to the meter.
+
+        Unknown agent, missing identity or scope, wrong content type, oversized or invalid body:
+        answered here, before a meter exists, so a refused request leaves no run record, no
+        trace and no charge (and never counts against a spend budget).
+        """
+        request = Request(scope, receive)
+        agent = self.agents.get(request.path_params["name"])
+        try:
+            if agent is None:
+                raise RunRequestError(HTTPError(404, "unknown_agent", "no agent with this name"))
+            caller = self._caller(request)
+            if isinstance(caller, HTTPError):
+                raise RunRequestError(caller)
+            body = await self._read_body(request)
+            run_request = parse_run_request(body, max_task_chars=self.max_task_chars)
+        except RunRequestError as exc:
+            await error_response(exc.error)(scope, receive, send)
+            return
+        agenthood_state(scope)[_RUN_KEY] = (agent, caller, run_request)
+        await self.meter(scope, consumed_receive(receive), send)
+
+    async def _execute(self, request: Request) -> Response:
+        """The metered part of a run (inside ``CostMeterMiddleware``)."""
+        agent, caller, run_request = agenthood_state(request.scope).pop(_RUN_KEY)
+        meter = current_meter()
+        meter.set_agent(agent.name)
+        if run_request.budget:
+            meter.thinking_budget = ThinkingBudget(**run_request.budget)
+        try:
+            result = await run_agent(
+                agent=agent,
+                task=run_request.task,
+                identity=caller,
+                meter=meter,
+                backend=self.memory_backend,
+                provider=self.provider,
+                run_timeout=self.run_timeout,
+            )
+        except RunFailed as exc:
+            return error_response(exc.error)
+        return Response(
+            render_response(result),
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )
+
+    async def _list_agents(self, request: Request) -> Response:
+        del request
+        return json_response(
+            {
+                "agents": [
+                    {"name": a.name, "description": a.description} for a in self.agents.values()
+                ]
+            }
+        )
+
+    async def _get_run(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, HTTPError):
+            return error_response(caller)
+        run_id = request.path_params["run_id"]
+        scope = MemoryScope.for_identity(caller)
+        trace = await self.traces.get(scope, run_id)
+        if trace is None:  # the writer may not have stored a run that just finished
+            await self.flush()
+            trace = await self.traces.get(scope, run_id)
+        if trace is None:  # unknown, or another user's: the same answer
+            return error_response(HTTPError(404, "unknown_run", "no run of yours with this id"))
+        return json_response(trace)
+
+    async def _health(self, request: Request) -> Response:
+        del request
+        checks: dict[str, str] = {}
+        try:
+            await self.memory_backend.get(_HEALTH_SCOPE, "facts", "ping")
+            checks["memory"] = "ok"
+        except Exception:
+            logger.exception("health check: memory backend")
+            checks["memory"] = "unavailable"
+        try:
+            await self.ledger.spend(_HEALTH_SCOPE)
+            checks["ledger"] = "ok"
+        except Exception:
+            logger.exception("health check: ledger")
+            checks["ledger"] = "unavailable"
+        try:
+            await self.traces.get(_HEALTH_SCOPE, "health-check")
+            checks["traces"] = "ok"
+        except Exception:
+            logger.exception("health check: trace store")
+            checks["traces"] = "unavailable"
+        healthy = all(v == "ok" for v in checks.values())
+        return json_response(
+            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            status=200 if healthy else 503,
+            headers={"cache-control": "no-store"},
+        )
+
+    async def _openapi_json(self, request: Request) -> Response:
+        del request
+        return json_response(self._openapi)

@@ -1,0 +1,244 @@
+"""An OpenAI-compatible chat-completions provider over httpx (extra ``[serve]``).
+
+Works against OpenAI and any server speaking ``POST {base_url}/chat/completions``: vLLM,
+Ollama (``http://127.0.0.1:11434/v1``), a LiteLLM proxy, llama.cpp server...
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from agenthood_mw._core.failover import FailureKind
+from agenthood_mw.api._provider import (
+    ChatMessage,
+    Completion,
+    ProviderError,
+    Usage,
+    record_usage,
+    validate_messages,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["OpenAICompatibleProvider"]
+
+
+def _import_httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "OpenAICompatibleProvider needs httpx; install agenthood-mw[serve]"
+        ) from exc
+    return httpx
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    usage = data.get("usage")
+    if not isinstance(usage, Mapping):
+        usage = {}
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else 0
+    reasoning = (
+        completion_details.get("reasoning_tokens") if isinstance(completion_details, Mapping) else 0
+    )
+    return Usage(
+        input_tokens=_int(usage.get("prompt_tokens")),
+        output_tokens=_int(usage.get("completion_tokens")),
+        cached_input_tokens=_int(cached),
+        reasoning_tokens=_int(reasoning),
+    )
+
+
+class OpenAICompatibleProvider:
+    """Chat completions from an OpenAI-compatible HTTP endpoint.
+
+    Args:
+        model: the default model (``"gpt-4o-mini"``, ``"llama3.1"`` ...).
+        base_url: the API root including ``/v1`` (default OpenAI's).
+        api_key: sent as ``Authorization: Bearer``; ``None`` sends no credential (local servers).
+        name: the provider's name in traces, costs and failover attempts.
+        timeout: seconds for the whole request (connect + read).
+        headers: extra request headers (``OpenAI-Organization`` ...).
+
+    Usage of every completion is recorded on the current request's meter. Failures raise
+    :class:`~agenthood_mw.api.ProviderError` classified for failover.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | None = None,
+        name: str = "openai",
+        timeout: float = 60.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ValueError("model: a non-empty model name is required")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url: must be an http:// or https:// URL")
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise ValueError("api_key: must be a non-empty str or None")
+        if not isinstance(name, str) or not name:
+            raise ValueError("name: must be a non-empty str")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError("timeout: must be a number of seconds")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise ValueError("timeout: must be a positive number of seconds")
+        _import_httpx()
+        self.name = name
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self._headers = {"accept": "application/json", **dict(headers or {})}
+        if api_key is not None:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleProvider(name={self.name!r}, base_url={self.base_url!r})"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            httpx_mod = _import_httpx()
+            self._client = httpx_mod.AsyncClient(
+                base_url=self.base_url, headers=self._headers, timeout=self.timeout
+            )
+        return self._client
+
+    def _payload(
+        self,
+        messages: Sequence[ChatMessage],
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": model or self.model,
+            "messages": validate_messages(messages),
+        }
+        if max_tokens is not None:
+            if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+                raise ValueError("max_tokens must be a positive int")
+            payload["max_tokens"] = max_tokens
+        if temperature is not None:
+            payload["temperature"] = float(temperature)
+        return payload
+
+    def _error(self, kind: FailureKind, message: str, status: int | None = None) -> ProviderError:
+        return ProviderError(
+            f"provider {self.name!r}: {message}", provider=self.name, kind=kind, status=status
+        )
+
+    async def _post(self, payload: dict[str, Any]) -> Any:
+        httpx_mod = _import_httpx()
+        try:
+            response = await self._http().post("/chat/completions", json=payload)
+        except httpx_mod.TimeoutException as exc:
+            raise self._error(FailureKind.TIMEOUT, f"timed out ({type(exc).__name__})") from exc
+        except httpx_mod.TransportError as exc:
+            raise self._error(
+                FailureKind.CONNECTION, f"connection failed ({type(exc).__name__})"
+            ) from exc
+        if response.status_code >= 400:
+            raise self._error(
+                FailureKind.HTTP, f"HTTP {response.status_code}", status=response.status_code
+            )
+        return response
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        """One chat completion; usage is recorded on the current meter."""
+        payload = self._payload(messages, model, max_tokens, temperature)
+        response = await self._post(payload)
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+            if not isinstance(text, str):
+                raise TypeError("content is not a string")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise self._error(FailureKind.PROTOCOL, "malformed chat-completions response") from exc
+        answered_model = data.get("model")
+        completion = Completion(
+            text=text,
+            usage=_usage(data),
+            model=answered_model if isinstance(answered_model, str) else payload["model"],
+            provider=self.name,
+            finish_reason=choice.get("finish_reason"),
+        )
+        record_usage(completion)
+        return completion
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream the answer's text (server-sent events); usage is recorded at the end when
+        the server reports it (``stream_options.include_usage``)."""
+        httpx_mod = _import_httpx()
+        payload = self._payload(messages, model, max_tokens, temperature)
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+        usage = Usage(0, 0)
+        answered_model = payload["model"]
+        try:
+            async with self._http().stream("POST", "/chat/completions", json=payload) as response:
+                if response.status_code >= 400:
+                    raise self._error(
+                        FailureKind.HTTP,
+                        f"HTTP {response.status_code}",
+                        status=response.status_code,
+                    )
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        event = json.loads(data)
+                    except ValueError as exc:
+                        raise self._error(FailureKind.PROTOCOL, "malformed stream event") from exc
+                    if isinstance(event.get("model"), str):
+                        answered_model = event["model"]
+                    if isinstance(event.get("usage"), Mapping):
+                        usage = _usage(event)
+                    for choice in event.get("choices") or ():
+                        delta = (choice.get("delta") or {}).get("content")
+                        if isinstance(delta, str) and delta:
+                            yield delta
+        except httpx_mod.TimeoutException as exc:
+            raise self._error(FailureKind.TIMEOUT, f"timed out ({type(exc).__name__})") from exc
+        except httpx_mod.TransportError as exc:
+            raise self._error(
+                FailureKind.CONNECTION, f"connection failed ({type(exc).__name__})"
+            ) from exc
+        record_usage(Completion("", usage, answered_model, self.name, "stop"))
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

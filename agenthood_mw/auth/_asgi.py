@@ -1,0 +1,215 @@
+"""Pure-ASGI ``AuthMiddleware``: moves header bytes into the core and its decision out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio.to_thread
+from starlette.authentication import AuthCredentials
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agenthood_mw._asgi import send_error
+from agenthood_mw._context import reset_identity, set_identity
+from agenthood_mw._core.authcore import (
+    Authenticator,
+    AuthError,
+    Credential,
+    MissingCredential,
+    TokenCache,
+    cache_expiry,
+    check_scopes,
+    extract_credential,
+    select_authenticator,
+)
+from agenthood_mw._errors import HTTPError
+from agenthood_mw._identity import Identity
+from agenthood_mw.auth._config import build_setup
+
+__all__ = ["AuthMiddleware"]
+
+logger = logging.getLogger("agenthood_mw.auth")
+
+_Entry = tuple[Identity, AuthCredentials]
+
+
+class AuthMiddleware:
+    """Authenticate every HTTP and WebSocket request before it reaches ``app``.
+
+    On success ``scope["user"]`` is the :class:`~agenthood_mw.Identity`, ``scope["auth"]`` the
+    Starlette ``AuthCredentials`` with its scopes, ``scope["state"]["agenthood"]["identity"]``
+    the identity, and :func:`~agenthood_mw.current_identity` returns it during the call.
+    Failures are RFC 6750 JSON errors (401/400/403, 503 when no signing key was ever
+    obtained); websockets are refused before ``accept``. ``lifespan`` and unknown scope types
+    pass through untouched, as do exempt paths and CORS preflight requests.
+
+    Every option is keyword-only and validated here; see ``docs/auth.md`` for the full list.
+    The WSGI twin :class:`agenthood_mw.wsgi.AuthMiddleware` takes the same keywords.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        strategy: str | Authenticator | list[str | Authenticator] = "jwt",
+        secret: str | bytes | None = None,
+        public_key: Any = None,
+        jwks_url: str | None = None,
+        algorithms: list[str] | tuple[str, ...] | None = None,
+        audience: str | list[str] | None = None,
+        issuer: str | None = None,
+        leeway: float | str = 0,
+        max_token_lifetime: float | str | None = "1d",  # noqa: S107
+        user_claim: str = "sub",
+        tenant_claim: str | None = "tenant",
+        scopes_claim: str = "scope",
+        key_store: Any = None,
+        exempt_paths: list[str] | tuple[str, ...] = (),
+        optional: bool = False,
+        required_scopes: list[str] | tuple[str, ...] | frozenset[str] = (),
+        realm: str = "agenthood",
+        cache_size: int = 10_000,
+        api_key_header: str | None = "auto",
+        jwks_cache_ttl: float | str = "10m",
+        jwks_cooldown: float | str = "30s",
+        jwks_timeout: float | str = "5s",
+        max_token_bytes: int = 8192,
+    ) -> None:
+        options: dict[str, Any] = {}
+        if api_key_header != "auto":
+            options["api_key_header"] = api_key_header
+        setup = build_setup(
+            strategy=strategy,
+            secret=secret,
+            public_key=public_key,
+            jwks_url=jwks_url,
+            algorithms=algorithms,
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            max_token_lifetime=max_token_lifetime,
+            user_claim=user_claim,
+            tenant_claim=tenant_claim,
+            scopes_claim=scopes_claim,
+            key_store=key_store,
+            exempt_paths=exempt_paths,
+            optional=optional,
+            required_scopes=required_scopes,
+            realm=realm,
+            cache_size=cache_size,
+            jwks_cache_ttl=jwks_cache_ttl,
+            jwks_cooldown=jwks_cooldown,
+            jwks_timeout=jwks_timeout,
+            max_token_bytes=max_token_bytes,
+            **options,
+        )
+        self.app = app
+        self.setup = setup
+        self._cache: TokenCache[_Entry] = TokenCache(setup.cache_size, threadsafe=False)
+        self._cache_get = self._cache.get
+        self._exempt = setup.exempt if setup.exempt else None
+        self._api_header = setup.api_key_header.encode() if setup.api_key_header else None
+        self._anonymous: _Entry = (Identity.anonymous(), AuthCredentials())
+        self._challenges = setup.challenges
+        self._required = setup.required_scopes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        authorization: bytes | None = None
+        extra: list[bytes] | None = None  # a second Authorization or any API-key header
+        api_header = self._api_header
+        preflight = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value
+                else:
+                    extra = [*(extra or ()), value]
+            elif name == api_header:
+                extra = [*(extra or ()), value]
+            elif name == b"access-control-request-method":
+                preflight = True
+        entry: _Entry | None = None
+        if (self._exempt is not None and scope["path"] in self._exempt) or (
+            preflight and kind == "http" and scope["method"] == "OPTIONS"
+        ):
+            entry = self._anonymous  # never authenticated, never refused
+        elif authorization is not None and extra is None:
+            entry = self._cache_get(authorization)  # the hot path: one lookup
+        if entry is None:
+            result = await self._authenticate(scope["headers"])
+            if isinstance(result, HTTPError):
+                await send_error(scope, send, result)
+                return
+            entry = result
+        identity = entry[0]
+        scope["user"] = identity
+        scope["auth"] = entry[1]
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"agenthood": {"identity": identity}}
+        else:
+            shared = state.get("agenthood")
+            if shared is None:
+                state["agenthood"] = {"identity": identity}
+            else:
+                shared["identity"] = identity
+        token = set_identity(identity)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_identity(token)
+
+    async def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> _Entry | HTTPError:
+        setup = self.setup
+        authorization = [v for k, v in headers if k == b"authorization"]
+        api_keys = [v for k, v in headers if k == self._api_header]
+        authenticator: Authenticator | None = None
+        try:
+            credential = extract_credential(
+                authorization,
+                api_keys,
+                api_key_source=setup.api_key_header or "",
+                max_length=setup.max_token_bytes,
+            )
+            if credential is None:
+                if setup.optional:
+                    return self._anonymous
+                raise MissingCredential("no credential")
+            authenticator = select_authenticator(setup.chain, credential)
+            identity = await _invoke(authenticator, credential)
+            if not isinstance(identity, Identity) or not identity.is_authenticated:
+                raise TypeError("an Authenticator must return an authenticated Identity")
+            check_scopes(identity, self._required)
+        except AuthError as exc:
+            return self._challenges.for_error(exc, self._required)
+        except Exception as exc:
+            # A broken custom authenticator or store: logged, never shown to the client.
+            # Only the type at ERROR: an exception text may quote the credential.
+            name = getattr(authenticator, "name", "?")
+            logger.error("authenticator %r failed: %s", name, type(exc).__name__)
+            logger.debug("authenticator %r traceback", name, exc_info=exc)
+            return self._challenges.unavailable
+        entry: _Entry = (identity, AuthCredentials(sorted(identity.scopes)))
+        if (
+            len(authorization) == 1
+            and credential.source == "authorization"
+            and getattr(authenticator, "cacheable", False)
+        ):
+            expires = cache_expiry(identity)
+            if expires is not None:
+                self._cache.put(authorization[0], entry, expires)
+        return entry
+
+
+async def _invoke(authenticator: Authenticator, credential: Credential) -> Identity:
+    method = getattr(authenticator, "authenticate_async", None)
+    if method is not None:
+        result: Identity = await method(credential)
+        return result
+    if getattr(authenticator, "blocking", False):
+        return await anyio.to_thread.run_sync(authenticator.authenticate, credential)
+    return authenticator.authenticate(credential)

@@ -1,0 +1,70 @@
+"""The built-in authenticators: ``"jwt"`` and ``"api_key"`` (see :class:`Authenticator`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agenthood_mw._core.apikeys import check_record, looks_like_api_key, parse_key
+from agenthood_mw._core.authcore import Credential
+from agenthood_mw._core.jwt import JWTSettings
+from agenthood_mw._identity import Identity
+from agenthood_mw.auth._jwks import JWKSFetcher
+from agenthood_mw.auth._keystore import KeyStore
+
+__all__ = ["APIKeyAuthenticator", "JWTAuthenticator"]
+
+
+class JWTAuthenticator:
+    """Verifies JWS compact tokens from ``Authorization: Bearer`` with a fixed key or a JWKS."""
+
+    name = "jwt"
+    cacheable = True
+    blocking = False
+
+    def __init__(
+        self, settings: JWTSettings, *, key: Any = None, jwks: JWKSFetcher | None = None
+    ) -> None:
+        if (key is None) == (jwks is None):
+            raise ValueError("JWTAuthenticator needs exactly one of key= or jwks=")
+        self.settings = settings
+        self._key = key
+        self._jwks = jwks
+
+    def recognizes(self, credential: Credential) -> bool:
+        return credential.source == "authorization" and credential.token.count(".") == 2
+
+    def authenticate(self, credential: Credential) -> Identity:
+        header = self.settings.header(credential.token)
+        key = self._key
+        if self._jwks is not None:
+            key = self._jwks.key_sync(header.get("kid"), header["alg"])
+        return self.settings.verify(credential.token, key)
+
+    async def authenticate_async(self, credential: Credential) -> Identity:
+        header = self.settings.header(credential.token)
+        key = self._key
+        if self._jwks is not None:
+            key = await self._jwks.key_async(header.get("kid"), header["alg"])
+        return self.settings.verify(credential.token, key)
+
+
+class APIKeyAuthenticator:
+    """Checks ``ah_`` API keys (``Authorization: Bearer ah_...`` or the API-key header).
+
+    Keys are looked up on every request (never cached), so a revocation is immediate.
+    """
+
+    name = "api_key"
+    cacheable = False
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.blocking = bool(getattr(store, "blocking", False))
+
+    def recognizes(self, credential: Credential) -> bool:
+        return looks_like_api_key(credential.token)
+
+    def authenticate(self, credential: Credential) -> Identity:
+        key_id = parse_key(credential.token)  # checksum: garbage never reaches the store
+        return check_record(credential.token, self.store.get(key_id), time.time())

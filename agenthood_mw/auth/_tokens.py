@@ -1,0 +1,70 @@
+"""Minting JWTs for development and tests (production tokens come from your identity provider)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jwt
+
+from agenthood_mw._core.jwt import FAMILIES
+
+__all__ = ["mint_token"]
+
+
+def mint_token(
+    *,
+    secret: Any,
+    user_id: str,
+    audience: str | None = "agenthood-api",
+    scopes: Iterable[str] = (),
+    ttl: float = 3600,
+    tenant: str | None = None,
+    algorithm: str = "HS256",
+    issuer: str | None = None,
+    kid: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> str:
+    """A signed JWT that ``AuthMiddleware`` configured with the matching key accepts.
+
+    Args:
+        secret: the HMAC secret (HS*), or the private key (PEM or key object) for RS*/PS*/ES*/
+            EdDSA.
+        user_id: the ``sub`` claim.
+        audience: the ``aud`` claim (``None`` to omit it).
+        scopes: granted scopes, written as the space-separated ``scope`` claim.
+        ttl: seconds until ``exp``.
+        tenant: the ``tenant`` claim.
+        algorithm: the JOSE algorithm (never ``none``).
+        issuer: the ``iss`` claim.
+        kid: the ``kid`` header (needed with a JWKS holding several keys).
+        claims: extra claims, applied last.
+    """
+    if algorithm not in FAMILIES:
+        raise ValueError(f"algorithm: {algorithm!r} is not a supported signing algorithm")
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError("user_id: must be a non-empty string")
+    if isinstance(scopes, str):
+        raise TypeError("scopes: expected a list of scope names, not a single string")
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + int(ttl),
+        "jti": uuid.uuid4().hex,
+    }
+    if audience is not None:
+        payload["aud"] = audience
+    if issuer is not None:
+        payload["iss"] = issuer
+    if tenant is not None:
+        payload["tenant"] = tenant
+    scope_list = sorted(set(scopes))
+    if scope_list:
+        payload["scope"] = " ".join(scope_list)
+    if claims:
+        payload.update(claims)
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)

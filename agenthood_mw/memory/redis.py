@@ -1,0 +1,253 @@
+"""``RedisBackend`` (extra ``[redis]``): memory in Redis via redis-py's asyncio client.
+
+Layout per scope, all keys sharing the hash tag ``{<storage_key>}`` so one scope lives on one
+cluster slot: ``<key_prefix>{<sk>}:facts:d`` (hash key -> JSON envelope) and ``...:facts:i``
+(sorted set of keys, the per-scope index, read with lex *ranges*), the same for ``project``, and
+``...:events:i`` / ``...:events:d`` for the episodic log. No KEYS/SCAN and no glob pattern is
+ever built from user text; ``erase`` deletes six fixed keys in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
+
+from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw.memory._base import MemoryBackend
+from agenthood_mw.memory._codec import event_sort_key
+from agenthood_mw.memory._records import Event, Record, Tier
+
+try:
+    import redis.asyncio as aioredis
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "agenthood_mw.memory.redis needs redis-py; install agenthood-mw[redis]"
+    ) from exc
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisBackend"]
+
+_BATCH: Final = 256
+_PARTS: Final = ("facts:d", "facts:i", "project:d", "project:i", "events:d", "events:i")
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def _check_prefix(key_prefix: object) -> str:
+    if not isinstance(key_prefix, str):
+        raise TypeError("key_prefix must be a str")
+    if any(c in key_prefix for c in "{}*?[]\\") or not key_prefix.isprintable():
+        raise ValueError(
+            "key_prefix must be printable and contain none of { } * ? [ ] \\ "
+            "(the scope's hash tag must be the first {...} of every key)"
+        )
+    return key_prefix
+
+
+class RedisBackend(MemoryBackend):
+    """Memory in Redis: ``RedisBackend("redis://127.0.0.1:6379/0")``.
+
+    Args:
+        url: a redis-py URL (``redis://``, ``rediss://``, ``unix://``); or pass ``client=``.
+        client: an existing ``redis.asyncio.Redis`` (not closed by :meth:`close`).
+        key_prefix: prepended to every key (default ``"agenthood:memory:"``).
+        clock: epoch-seconds clock; TTLs are evaluated against it, not by Redis.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Redis | None = None,
+        key_prefix: str = "agenthood:memory:",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(clock=clock)
+        self._prefix = _check_prefix(key_prefix)
+        if (url is None) == (client is None):
+            raise ValueError("pass exactly one of url or client")
+        if client is not None:
+            if not isinstance(client, aioredis.Redis):
+                raise TypeError("client must be a redis.asyncio.Redis")
+            self._redis: Redis = client
+            self._owns_client = False
+        else:
+            if not isinstance(url, str) or not url:
+                raise ValueError("url must be a non-empty redis:// URL")
+            self._redis = aioredis.Redis.from_url(url)
+            self._owns_client = True
+
+    def _key(self, scope: MemoryScope, part: str) -> str:
+        return f"{self._prefix}{{{scope.storage_key}}}:{part}"
+
+    def scope_keys(self, scope: MemoryScope) -> tuple[str, ...]:
+        """Every Redis key that can hold data of ``scope`` (for operators and tests)."""
+        return tuple(self._key(scope, part) for part in _PARTS)
+
+    async def _close(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()
+
+    # ---------------------------------------------------------------- key/value tiers
+    @staticmethod
+    def _envelope(sk: str, value_json: str, search: str, now: float, exp: float | None) -> str:
+        return json.dumps({"s": sk, "v": value_json, "t": search, "u": now, "e": exp})
+
+    @staticmethod
+    def _decode(tier: Tier, key: str, raw: bytes) -> Record:
+        env = json.loads(raw)
+        return Record(env["s"], tier, key, json.loads(env["v"]), env["u"], env["e"])
+
+    async def _put(
+        self,
+        scope: MemoryScope,
+        tier: Tier,
+        key: str,
+        value_json: str,
+        search: str,
+        now: float,
+        expires_at: float | None,
+    ) -> Record:
+        env = self._envelope(scope.storage_key, value_json, search, now, expires_at)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(scope, f"{tier}:d"), key, env)
+            pipe.zadd(self._key(scope, f"{tier}:i"), {key: 0})
+            await pipe.execute()
+        return Record(scope.storage_key, tier, key, json.loads(value_json), now, expires_at)
+
+    async def _get(self, scope: MemoryScope, tier: Tier, key: str, now: float) -> Record | None:
+        raw = await self._redis.hget(self._key(scope, f"{tier}:d"), key)
+        if raw is None:
+            return None
+        rec = self._decode(tier, key, _b(raw))
+        if rec.expires_at is not None and rec.expires_at <= now:
+            return None
+        return rec
+
+    async def _delete(self, scope: MemoryScope, tier: Tier, key: str, now: float) -> bool:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self._key(scope, f"{tier}:d"), key)
+            pipe.hdel(self._key(scope, f"{tier}:d"), key)
+            pipe.zrem(self._key(scope, f"{tier}:i"), key)
+            raw, _, _ = await pipe.execute()
+        if raw is None:
+            return False
+        exp = json.loads(raw)["e"]
+        return exp is None or exp > now
+
+    async def _scan(
+        self,
+        scope: MemoryScope,
+        tier: Tier,
+        lo: bytes,
+        hi: bytes,
+        limit: int,
+        now: float,
+        terms: tuple[str, ...] = (),
+    ) -> list[Record]:
+        """Walk the per-scope index over the lex range [lo, hi), collecting live matches."""
+        index, data = self._key(scope, f"{tier}:i"), self._key(scope, f"{tier}:d")
+        out: list[Record] = []
+        batch = min(max(limit + 8, 16), _BATCH) if not terms else _BATCH
+        while len(out) < limit:
+            members = await self._redis.zrangebylex(index, lo, hi, start=0, num=batch)
+            if not members:
+                break
+            raws = await self._redis.hmget(data, members)
+            for member, raw in zip(members, raws, strict=True):
+                if raw is None:
+                    continue
+                env = json.loads(raw)
+                exp = env["e"]
+                if (exp is not None and exp <= now) or not all(t in env["t"] for t in terms):
+                    continue
+                key = _b(member).decode("utf-8")
+                out.append(Record(env["s"], tier, key, json.loads(env["v"]), env["u"], exp))
+                if len(out) >= limit:
+                    break
+            if len(members) < batch:
+                break
+            lo = b"(" + _b(members[-1])
+        return out
+
+    async def _list(
+        self,
+        scope: MemoryScope,
+        tier: Tier,
+        prefix: str,
+        upper: str | None,
+        after: str | None,
+        limit: int,
+        now: float,
+    ) -> Sequence[Record]:
+        if after is not None:
+            lo = b"(" + after.encode("utf-8")
+        else:
+            lo = b"[" + prefix.encode("utf-8") if prefix else b"-"
+        hi = b"+" if upper is None else b"(" + upper.encode("utf-8")
+        return await self._scan(scope, tier, lo, hi, limit, now)
+
+    async def _search(
+        self, scope: MemoryScope, tier: Tier, terms: tuple[str, ...], limit: int, now: float
+    ) -> Sequence[Record]:
+        return await self._scan(scope, tier, b"-", b"+", limit, now, terms)
+
+    # ---------------------------------------------------------------- episodic log
+    async def _append_event(
+        self, scope: MemoryScope, event_id: str, timestamp: float, data_json: str
+    ) -> Event:
+        member = event_sort_key(timestamp, event_id)
+        env = json.dumps({"s": scope.storage_key, "d": data_json})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(scope, "events:d"), member, env)
+            pipe.zadd(self._key(scope, "events:i"), {member: 0})
+            await pipe.execute()
+        return Event(scope.storage_key, event_id, timestamp, json.loads(data_json))
+
+    async def _list_events(
+        self,
+        scope: MemoryScope,
+        since: float | None,
+        until: float | None,
+        before: tuple[float, str] | None,
+        limit: int,
+    ) -> Sequence[Event]:
+        bounds = []
+        if until is not None:
+            bounds.append(event_sort_key(until, ""))
+        if before is not None:
+            bounds.append(event_sort_key(*before))
+        hi = "(" + min(bounds) if bounds else "+"
+        lo = "-" if since is None else "[" + event_sort_key(since, "")
+        members = await self._redis.zrevrangebylex(
+            self._key(scope, "events:i"), hi, lo, start=0, num=limit
+        )
+        if not members:
+            return []
+        raws = await self._redis.hmget(self._key(scope, "events:d"), members)
+        out: list[Event] = []
+        for member, raw in zip(members, raws, strict=True):
+            if raw is None:
+                continue
+            text = _b(member).decode("ascii")
+            ts_hex, event_id = text[:16], text[16:]
+            env = json.loads(raw)
+            (ts,) = struct.unpack(">d", bytes.fromhex(ts_hex))
+            out.append(Event(env["s"], event_id, ts, json.loads(env["d"])))
+        return out
+
+    async def _erase(self, scope: MemoryScope) -> int:
+        keys = self.scope_keys(scope)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hlen(keys[0])
+            pipe.hlen(keys[2])
+            pipe.hlen(keys[4])
+            pipe.delete(*keys)
+            a, b, c, _ = await pipe.execute()
+        return int(a) + int(b) + int(c)

@@ -1,0 +1,283 @@
+"""Ledgers: where usage events and run records are kept. Base class and the memory ledger.
+
+Every read of one user's data takes a :class:`MemoryScope`; the only cross-user reads are the
+explicit operator report methods (:meth:`Ledger.report`, :meth:`Ledger.daily_spend`) used by
+:class:`~agenthood_mw.metering.CostEstimator`. Writes are idempotent: a usage event is keyed by
+``(scope, event_key)`` (the ``idempotency_key`` when given) and a run by ``(scope, run_id)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+from agenthood_mw._core.pricing import nanos_to_decimal
+from agenthood_mw._core.scope import MemoryScope, require_scope
+from agenthood_mw._core.spikes import History, day_of
+from agenthood_mw.metering._records import RunRecord, UsageEvent
+
+__all__ = ["Ledger", "MemoryLedger", "Per", "Spend", "check_per", "subject_of"]
+
+Per = Literal["user", "agent", "tenant"]
+T = TypeVar("T")
+
+
+def check_per(per: object, *, option: str = "per") -> Per:
+    if per not in ("user", "agent", "tenant"):
+        raise ValueError(f"{option}: must be 'user', 'agent' or 'tenant', got {per!r}")
+    return per
+
+
+def subject_of(per: Per, scope: MemoryScope, agent: str | None) -> str | None:
+    """The ledger subject of a run for ``per`` (a user is keyed by its scope's storage key)."""
+    if per == "user":
+        return scope.storage_key
+    if per == "agent":
+        return agent
+    return scope.tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Aggregated spend of one subject over a period.
+
+    ``subject`` is the agent or tenant name, or the user's scope label; ``scope`` is set for
+    ``per="user"`` rows.
+    """
+
+    subject: str
+    cost_nanos: int
+    input_tokens: int
+    output_tokens: int
+    calls: int
+    scope: MemoryScope | None = None
+
+    @property
+    def cost(self) -> Decimal:
+        return nanos_to_decimal(self.cost_nanos)
+
+
+def _spend_row(per: Per, key: str, nanos: int, inp: int, out: int, calls: int) -> Spend:
+    if per == "user":
+        scope = MemoryScope.from_storage_key(key)
+        return Spend(scope.label, nanos, inp, out, calls, scope)
+    return Spend(key, nanos, inp, out, calls)
+
+
+class Ledger(ABC):
+    """Storage of usage events and run records.
+
+    Subclasses implement the synchronous ``_``-prefixed hooks; the public async methods run
+    them (off the event loop for I/O-bound ledgers) and validate scopes.
+    """
+
+    #: Whether hooks do blocking I/O (then async methods run them in a worker thread).
+    blocking = True
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    # -- hooks ------------------------------------------------------------------------------
+    @abstractmethod
+    def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
+        """Store runs and their events; return, per run, the nano-dollars newly recorded
+        (events already present -- replays of an idempotency key -- count 0)."""
+
+    @abstractmethod
+    def spend_between(self, per: Per, subject: str, since: float, until: float) -> int:
+        """Nano-dollars spent by ``subject`` with ``since <= ts < until`` (budget loading)."""
+
+    @abstractmethod
+    def history(self, per: Per, subject: str, today: int, days: int) -> History:
+        """Today's spend, the previous ``days`` full days (oldest first) and the first day."""
+
+    @abstractmethod
+    def claim_alert(self, kind: str, subject: str, day: int, ts: float) -> bool:
+        """Record that ``subject`` alerted on ``day``; False when it already had."""
+
+    @abstractmethod
+    def _user_events(
+        self, scope_key: str, since: float | None, until: float | None, limit: int
+    ) -> list[UsageEvent]: ...
+
+    @abstractmethod
+    def _report(self, per: Per, since: float | None, until: float | None) -> list[Spend]: ...
+
+    @abstractmethod
+    def _erase(self, scope_key: str) -> int: ...
+
+    @abstractmethod
+    def close_sync(self) -> None:
+        """Release connections (idempotent)."""
+
+    # -- public API -------------------------------------------------------------------------
+    async def usage(
+        self,
+        scope: MemoryScope,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[UsageEvent]:
+        """Usage events of ``scope`` (newest first)."""
+        key = require_scope(scope).storage_key
+        return await self._call(self._user_events, key, since, until, limit)
+
+    async def spend(
+        self, scope: MemoryScope, *, since: float | None = None, until: float | None = None
+    ) -> Decimal:
+        """Total spend of ``scope``'s user in ``[since, until)`` (all time by default)."""
+        key = require_scope(scope).storage_key
+        nanos = await self._call(
+            self.spend_between, "user", key, since or 0.0, until or float("inf")
+        )
+        return nanos_to_decimal(nanos)
+
+    async def report(
+        self, per: Per, *, since: float | None = None, until: float | None = None
+    ) -> list[Spend]:
+        """Operator report: spend per user, agent or tenant, highest first."""
+        return await self._call(self._report, check_per(per), since, until)
+
+    async def daily_spend(self, per: Per, subject: str | MemoryScope, *, today: int) -> History:
+        """Operator report: the spike-rule history of one subject (a scope for users)."""
+        per = check_per(per)
+        key = require_scope(subject).storage_key if per == "user" else str(subject)
+        return await self._call(self.history, per, key, today, 7)
+
+    async def erase(self, scope: MemoryScope) -> int:
+        """Delete every usage event and run record of ``scope``; returns the events deleted."""
+        return await self._call(self._erase, require_scope(scope).storage_key)
+
+    async def close(self) -> None:
+        await self._call(self.close_sync)
+
+
+class MemoryLedger(Ledger):
+    """An in-process ledger (``memory://``): for tests, development and single-process apps."""
+
+    blocking = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[tuple[str, str], tuple[UsageEvent, str | None, str | None]] = {}
+        self._runs = 0  # run records seen (the memory ledger keeps only usage events)
+        self._daily: dict[tuple[str, str, int], int] = {}
+        self._first: dict[tuple[str, str], int] = {}
+        self._alerts: set[tuple[str, str, int]] = set()
+
+    def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
+        out = []
+        with self._lock:
+            self._runs += len(runs)
+            for run in runs:
+                if not run.usage:
+                    out.append(0)
+                    continue
+                key = run.scope.storage_key
+                new = 0
+                for ev in run.usage:
+                    ek = (key, ev.event_key)
+                    if ek in self._events:
+                        continue
+                    self._events[ek] = (ev, run.agent, run.tenant)
+                    new += ev.cost_nanos
+                    day = day_of(ev.ts)
+                    for per, subject in (
+                        ("user", key),
+                        ("agent", run.agent),
+                        ("tenant", run.tenant),
+                    ):
+                        if subject is None:
+                            continue
+                        dk = (per, subject, day)
+                        self._daily[dk] = self._daily.get(dk, 0) + ev.cost_nanos
+                        first = self._first.get((per, subject))
+                        if first is None or day < first:
+                            self._first[(per, subject)] = day
+                out.append(new)
+        return out
+
+    def _matches(
+        self, per: str, subject: str, key: str, agent: str | None, tenant: str | None
+    ) -> bool:
+        if per == "user":
+            return key == subject
+        return (agent if per == "agent" else tenant) == subject
+
+    def spend_between(self, per: Per, subject: str, since: float, until: float) -> int:
+        with self._lock:
+            return sum(
+                ev.cost_nanos
+                for (key, _), (ev, agent, tenant) in self._events.items()
+                if since <= ev.ts < until and self._matches(per, subject, key, agent, tenant)
+            )
+
+    def history(self, per: Per, subject: str, today: int, days: int) -> History:
+        with self._lock:
+            prev = tuple(self._daily.get((per, subject, d), 0) for d in range(today - days, today))
+            return History(
+                self._daily.get((per, subject, today), 0), prev, self._first.get((per, subject))
+            )
+
+    def claim_alert(self, kind: str, subject: str, day: int, ts: float) -> bool:
+        with self._lock:
+            if (kind, subject, day) in self._alerts:
+                return False
+            self._alerts.add((kind, subject, day))
+            return True
+
+    def _user_events(
+        self, scope_key: str, since: float | None, until: float | None, limit: int
+    ) -> list[UsageEvent]:
+        lo, hi = since or 0.0, until or float("inf")
+        with self._lock:
+            rows = [
+                ev
+                for (key, _), (ev, _a, _t) in self._events.items()
+                if key == scope_key and lo <= ev.ts < hi
+            ]
+        rows.sort(key=lambda e: e.ts, reverse=True)
+        return rows[:limit]
+
+    def _report(self, per: Per, since: float | None, until: float | None) -> list[Spend]:
+        lo, hi = since or 0.0, until or float("inf")
+        acc: dict[str, list[int]] = {}
+        with self._lock:
+            for (key, _), (ev, agent, tenant) in self._events.items():
+                if not lo <= ev.ts < hi:
+                    continue
+                subject = key if per == "user" else (agent if per == "agent" else tenant)
+                if subject is None:
+                    continue
+                a = acc.setdefault(subject, [0, 0, 0, 0])
+                a[0] += ev.cost_nanos
+                a[1] += ev.input_tokens
+                a[2] += ev.output_tokens
+                a[3] += 1
+        rows = [_spend_row(per, k, *v) for k, v in acc.items()]
+        rows.sort(key=lambda r: (-r.cost_nanos, r.subject))
+        return rows
+
+    def _erase(self, scope_key: str) -> int:
+        with self._lock:
+            keys = [k for k in self._events if k[0] == scope_key]
+            for k in keys:
+                ev, agent, tenant = self._events.pop(k)
+                for dk in (("agent", agent, day_of(ev.ts)), ("tenant", tenant, day_of(ev.ts))):
+                    if dk[1] is not None and dk in self._daily:
+                        self._daily[dk] -= ev.cost_nanos
+            for dk in [k for k in self._daily if k[0] == "user" and k[1] == scope_key]:
+                del self._daily[dk]
+            self._first.pop(("user", scope_key), None)
+            return len(keys)
+
+    def close_sync(self) -> None:
+        return None

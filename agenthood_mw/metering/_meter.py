@@ -1,0 +1,445 @@
+"""``Meter``: what one request used, reachable as ``current_meter()`` inside the request."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from decimal import Decimal
+from typing import Any
+
+from agenthood_mw._core.pricing import (
+    Usage,
+    cost_nanos_of,
+    nanos_to_decimal,
+    to_decimal,
+    to_nanos,
+    valid_counts,
+)
+from agenthood_mw._core.scope import MemoryScope, require_scope
+from agenthood_mw._core.thinking import ThinkingBudget
+from agenthood_mw.metering._prices import PriceTable
+from agenthood_mw.metering._records import RunRecord, Totals, UsageEvent, json_safe
+from agenthood_mw.metering._usage import usage_of
+
+__all__ = ["BudgetExhausted", "Meter", "current_meter", "reset_meter", "set_meter"]
+
+#: Trace events kept per run; later ones are counted but not stored (a looping agent).
+MAX_TRACE_EVENTS = 2000
+
+_current: ContextVar[Meter | None] = ContextVar("agenthood_meter", default=None)
+
+
+class _RunIds:
+    """Run ids: a random 64-bit process prefix (re-drawn in every forked child) and a counter.
+
+    Unique across processes and restarts without a syscall per request; not a secret (traces
+    are looked up by scope, never by run id alone).
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+new_run_id = _RunIds()
+
+
+def current_meter() -> Meter:
+    """The :class:`Meter` of the request being handled.
+
+    Raises:
+        LookupError: outside a request handled by ``CostMeterMiddleware``.
+    """
+    meter = _current.get()
+    if meter is None:
+        raise LookupError("current_meter() was called outside a request metered by CostMeter")
+    return meter
+
+
+def set_meter(meter: Meter) -> Token[Meter | None]:
+    """Bind ``meter`` to the current context (the middleware does this)."""
+    return _current.set(meter)
+
+
+def reset_meter(token: Token[Meter | None]) -> None:
+    _current.reset(token)
+
+
+class BudgetExhausted(Exception):
+    """A run must stop: a thinking budget or the hard spend budget is used up.
+
+    Attributes:
+        reason: ``"budget_exhausted:steps"``, ``":tokens"``, ``":cost"``, ``":seconds"`` (thinking
+            budget) or ``"budget_exhausted:budget"`` (a hard ``Budget`` ran out mid-run).
+        retry_after: seconds until the hard budget's window resets (``None`` for thinking
+            budgets).
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+_NO_BUDGETS: Mapping[str, ThinkingBudget] = {}
+
+
+class Meter:
+    """Token usage, cost, steps and tool calls of one run.
+
+    The middleware creates one per request; agents and provider wrappers report usage with
+    :meth:`record` and trace their work with :meth:`step` / :meth:`tool_call`, and call
+    :meth:`check_budget` before each step or model call. Thread-safe.
+
+    Args:
+        prices: the :class:`PriceTable` used by :meth:`record`.
+        scope: the :class:`MemoryScope` the run (and its trace) belongs to.
+        agent: the agent name (attribution), or ``None``.
+        thinking_budget: the default thinking budget; ``agent_budgets`` maps agent names to
+            their own budget (used instead of the default once the agent is known).
+        run_id: the run id (a new random 128-bit hex id by default).
+    """
+
+    # Defaults live on the class: a request that records nothing pays for no assignments.
+    agent: str | None = None
+    stop_reason: str | None = None
+    error: str | None = None
+    _request_tb: ThinkingBudget | None = None
+    _keys: dict[str, int] | None = None
+    _usage: tuple[UsageEvent, ...] | list[UsageEvent] = ()
+    _events: tuple[dict[str, Any] | UsageEvent, ...] | list[dict[str, Any] | UsageEvent] = ()
+    _dropped = 0
+    _holds: tuple[Any, ...] = ()  # budget reservations (set by the metering engine)
+    _in = _out = _cached = _reasoning = _nanos = 0
+    _steps = _tools = 0
+
+    def __init__(
+        self,
+        *,
+        prices: PriceTable,
+        scope: MemoryScope,
+        agent: str | None = None,
+        thinking_budget: ThinkingBudget | None = None,
+        agent_budgets: Mapping[str, ThinkingBudget] | None = None,
+        run_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        budget_guard: Callable[[int], float | None] | None = None,
+        path: str | None = None,
+    ) -> None:
+        if not isinstance(prices, PriceTable):
+            raise TypeError("prices: expected a PriceTable")
+        self.scope = scope if type(scope) is MemoryScope else require_scope(scope)
+        self.prices = prices
+        self.run_id = run_id or new_run_id()
+        self.path = path
+        self._clock = clock
+        self._mono = monotonic
+        self.started_at = clock()
+        self._t0 = monotonic()
+        self._lock = threading.Lock()
+        self._default_tb = thinking_budget
+        # Shared, read-only: the engine passes the same mapping to every meter.
+        self._agent_tbs: Mapping[str, ThinkingBudget] = agent_budgets or _NO_BUDGETS
+        self._guard = budget_guard
+        self._base_tb = thinking_budget
+        if agent is not None:
+            if type(agent) is str and agent:
+                self.agent = agent
+                tb = self._agent_tbs.get(agent)
+                if tb is not None:
+                    self._base_tb = tb
+            else:
+                self.set_agent(agent)
+
+    # -- attribution and budgets ------------------------------------------------------------
+    def set_agent(self, name: str | None) -> None:
+        """Attribute the run to agent ``name`` (and apply that agent's thinking budget)."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError("set_agent(): the agent name must be a non-empty string")
+        self.agent = name
+        base = self._agent_tbs.get(name, self._default_tb) if name else self._default_tb
+        self._base_tb = base
+
+    @property
+    def thinking_budget(self) -> ThinkingBudget | None:
+        """The effective thinking budget. Assigning one can only lower the limits."""
+        base, req = self._base_tb, self._request_tb
+        if base is None:
+            return req
+        return base.lowered_by(req)
+
+    @thinking_budget.setter
+    def thinking_budget(self, value: ThinkingBudget | None) -> None:
+        if value is not None and not isinstance(value, ThinkingBudget):
+            raise TypeError("thinking_budget: expected a ThinkingBudget")
+        if value is None:
+            return  # removing a limit would raise it: ignored
+        self._request_tb = value if self._request_tb is None else self._request_tb.lowered_by(value)
+
+    def check_budget(self) -> None:
+        """Raise :class:`BudgetExhausted` if another step or model call must not start.
+
+        Call it before each step and each model call. The stop reason is kept in
+        :attr:`stop_reason` and in the trace.
+        """
+        tb = self.thinking_budget
+        if tb is not None:
+            with self._lock:
+                tokens = self._in + self._out
+                reason = tb.exhausted(
+                    steps=self._steps,
+                    tokens=tokens,
+                    cost_nanos=self._nanos,
+                    elapsed=self._mono() - self._t0,
+                )
+            if reason is not None:
+                self._stop(reason)
+                raise BudgetExhausted(reason)
+        if self._guard is not None:
+            retry = self._guard(self._nanos)
+            if retry is not None:
+                self._stop("budget_exhausted:budget")
+                raise BudgetExhausted("budget_exhausted:budget", retry_after=retry)
+
+    def _stop(self, reason: str) -> None:
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+                self._event({"type": "stop", "reason": reason})
+
+    # -- recording ---------------------------------------------------------------------------
+    def _event(self, event: dict[str, Any]) -> None:
+        events = self._events
+        if not isinstance(events, list):
+            events = self._events = []
+        if len(events) >= MAX_TRACE_EVENTS:
+            self._dropped += 1
+            return
+        event["ts"] = self._clock()
+        events.append(event)
+
+    def record(
+        self,
+        *,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        provider: str | None = None,
+        cost: Decimal | str | int | None = None,
+        idempotency_key: str | None = None,
+        cache_creation_input_tokens: int = 0,
+    ) -> Decimal:
+        """Report one model call; returns its cost in dollars.
+
+        ``input_tokens`` counts every prompt token (cache reads ``cached_input_tokens`` and
+        writes ``cache_creation_input_tokens`` are subsets of it); ``reasoning_tokens`` is a
+        subset of ``output_tokens``. ``cost`` overrides the price table (a provider-reported
+        cost). A repeated ``idempotency_key`` is counted once (here and in the ledger).
+        """
+        if type(model) is not str or not model:
+            raise ValueError("record(): model must be a non-empty string")
+        if not valid_counts(
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            reasoning_tokens,
+            cache_creation_input_tokens,
+        ):
+            Usage(  # raises the precise TypeError / ValueError
+                input_tokens,
+                output_tokens,
+                cached_input_tokens=cached_input_tokens,
+                reasoning_tokens=reasoning_tokens,
+                cache_creation_input_tokens=cache_creation_input_tokens,
+            )
+            raise ValueError("record(): invalid token counts")  # pragma: no cover
+        if cost is None:
+            nanos = cost_nanos_of(
+                self.prices.price(model, provider),
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+                reasoning_tokens,
+                cache_creation_input_tokens,
+            )
+        else:
+            if to_decimal(cost, option="record(cost=)") < 0:
+                raise ValueError("record(cost=): must not be negative")
+            nanos = to_nanos(cost, option="record(cost=)")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise ValueError("record(): idempotency_key must be a non-empty string")
+        with self._lock:
+            if idempotency_key is not None:
+                if self._keys is None:
+                    self._keys = {}
+                seen = self._keys.get(idempotency_key)
+                if seen is not None:
+                    return nanos_to_decimal(seen)
+                self._keys[idempotency_key] = nanos
+                event_key = "k:" + idempotency_key
+            else:
+                event_key = f"r:{self.run_id}:{len(self._usage)}"
+            event = UsageEvent(
+                event_key,
+                self.run_id,
+                self._clock(),
+                model,
+                provider,
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+                reasoning_tokens,
+                cache_creation_input_tokens,
+                nanos,
+            )
+            if isinstance(self._usage, list):
+                self._usage.append(event)
+            else:
+                self._usage = [event]
+            self._in += input_tokens
+            self._out += output_tokens
+            self._cached += cached_input_tokens
+            self._reasoning += reasoning_tokens
+            self._nanos += nanos
+            # The trace keeps the usage event itself (its dict is built when the trace is read).
+            events = self._events
+            if not isinstance(events, list):
+                events = self._events = []
+            if len(events) < MAX_TRACE_EVENTS:
+                events.append(event)
+            else:
+                self._dropped += 1
+        return nanos_to_decimal(nanos)
+
+    def record_response(
+        self,
+        response: Any,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Decimal:
+        """:meth:`record` the usage of an OpenAI- or Anthropic-style response (or the final
+        usage chunk of a stream). Raises ``ValueError`` when it carries no usage."""
+        found = usage_of(response)
+        if found is None:
+            raise ValueError("record_response(): the response carries no usage")
+        name = model or found.model
+        if not name:
+            raise ValueError("record_response(): the response names no model; pass model=")
+        u = found.usage
+        return self.record(
+            model=name,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cached_input_tokens=u.cached_input_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens,
+            provider=provider or found.provider,
+            idempotency_key=idempotency_key,
+        )
+
+    def step(self, name: str, **attrs: Any) -> None:
+        """Record one reasoning step (``attrs`` are kept, JSON-safe, in the trace)."""
+        with self._lock:
+            self._steps += 1
+            self._event({"type": "step", "name": str(name), "attrs": json_safe(attrs)})
+
+    def tool_call(
+        self, name: str, *, arguments: Any = None, result: Any = None, error: Any = None
+    ) -> None:
+        """Record one tool call with its arguments, result or error."""
+        with self._lock:
+            self._tools += 1
+            self._event(
+                {
+                    "type": "tool_call",
+                    "name": str(name),
+                    "arguments": json_safe(arguments),
+                    "result": json_safe(result),
+                    "error": None if error is None else json_safe(_error_text(error)),
+                }
+            )
+
+    def record_error(self, error: BaseException | str) -> None:
+        """Record an error of the run (its type and message) in the trace."""
+        text = _error_text(error)
+        with self._lock:
+            self.error = text
+            self._event({"type": "error", "error": json_safe(text)})
+
+    @property
+    def totals(self) -> Totals:
+        """Tokens, exact cost (``total_cost``), steps and tool calls so far."""
+        with self._lock:
+            return Totals(
+                self._in,
+                self._out,
+                self._cached,
+                self._reasoning,
+                self._nanos,
+                len(self._usage),
+                self._steps,
+                self._tools,
+            )
+
+    @property
+    def cost_nanos(self) -> int:
+        return self._nanos
+
+    def elapsed(self) -> float:
+        return self._mono() - self._t0
+
+    def finish(self, *, status: int | None = None) -> RunRecord:
+        """Freeze the run into a :class:`RunRecord` (the middleware calls this once)."""
+        with self._lock:
+            events = tuple(self._events)
+            if self._dropped:
+                events += ({"type": "truncated", "dropped": self._dropped},)
+            totals = Totals(
+                self._in,
+                self._out,
+                self._cached,
+                self._reasoning,
+                self._nanos,
+                len(self._usage),
+                self._steps,
+                self._tools,
+            )
+            return RunRecord(
+                self.run_id,
+                self.scope,
+                self.agent,
+                self.started_at,
+                self._clock(),
+                status,
+                self.stop_reason,
+                self.error,
+                totals,
+                tuple(self._usage),
+                events,
+                self.path,
+            )
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, BaseException):
+        text = str(error)
+        return type(error).__name__ + (f": {text}" if text else "")
+    return str(error)

@@ -1,0 +1,154 @@
+"""Plain records a run produces: usage events, trace events and the run summary."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from agenthood_mw._core.pricing import format_nanos, nanos_to_decimal
+from agenthood_mw._core.scope import MemoryScope
+
+__all__ = ["RunRecord", "Totals", "UsageEvent", "json_safe"]
+
+_MAX_TEXT = 4096
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-serialisable, size-bounded copy of ``value`` for traces."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "…"
+    if depth < 6 and isinstance(value, dict):
+        return {str(k): json_safe(v, depth + 1) for k, v in list(value.items())[:200]}
+    if depth < 6 and isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, depth + 1) for v in list(value)[:200]]
+    text = repr(value)
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
+
+
+class Totals(NamedTuple):
+    """What a run used so far. ``total_cost`` is an exact ``Decimal`` of dollars."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanos: int = 0
+    model_calls: int = 0
+    steps: int = 0
+    tool_calls: int = 0
+
+    @property
+    def total_cost(self) -> Decimal:
+        return nanos_to_decimal(self.cost_nanos)
+
+    @property
+    def cost_text(self) -> str:
+        """``total_cost`` as a plain decimal string (``"0.0018"``)."""
+        return format_nanos(self.cost_nanos)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def as_cost_json(self) -> dict[str, Any]:
+        """The seed's ``cost`` object: ``{"inputTokens", "outputTokens", "totalCost"}``.
+
+        ``totalCost`` is the exact decimal total converted once to a JSON number for display
+        (sums are never made in floats; the ledger keeps integer nano-dollars).
+        """
+        return {
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "totalCost": float(self.total_cost),
+        }
+
+
+class UsageEvent(NamedTuple):
+    """One metered model call, as written to the ledger."""
+
+    def as_trace_event(self) -> dict[str, Any]:
+        """The ``model_call`` event of the trace."""
+        return {
+            "type": "model_call",
+            "model": self.model,
+            "provider": self.provider,
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+            "cachedInputTokens": self.cached_input_tokens,
+            "reasoningTokens": self.reasoning_tokens,
+            "cost": format_nanos(self.cost_nanos),
+            "ts": self.ts,
+        }
+
+    event_key: str
+    run_id: str
+    ts: float
+    model: str
+    provider: str | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cache_creation_input_tokens: int
+    cost_nanos: int
+
+
+class RunRecord(NamedTuple):
+    """One finished run: attribution, totals, usage events and the trace events."""
+
+    run_id: str
+    scope: MemoryScope
+    agent: str | None
+    started_at: float
+    ended_at: float
+    status: int | None
+    stop_reason: str | None
+    error: str | None
+    totals: Totals
+    usage: tuple[UsageEvent, ...]
+    events: tuple[dict[str, Any] | UsageEvent, ...] = ()
+    path: str | None = None
+
+    @property
+    def tenant(self) -> str | None:
+        return self.scope.tenant
+
+    def trace(self) -> dict[str, Any]:
+        """The trace document stored for this run (JSON-ready)."""
+        t = self.totals
+        return {
+            "runId": self.run_id,
+            "memoryScope": self.scope.label,
+            "agent": self.agent,
+            "path": self.path,
+            "startedAt": self.started_at,
+            "endedAt": self.ended_at,
+            "status": self.status,
+            "stopReason": self.stop_reason,
+            "error": self.error,
+            "totals": {
+                "inputTokens": t.input_tokens,
+                "outputTokens": t.output_tokens,
+                "cachedInputTokens": t.cached_input_tokens,
+                "reasoningTokens": t.reasoning_tokens,
+                "totalCost": t.cost_text,
+                "steps": t.steps,
+                "toolCalls": t.tool_calls,
+                "modelCalls": t.model_calls,
+            },
+            "events": self.event_dicts(),
+        }
+
+    def event_dicts(self) -> list[dict[str, Any]]:
+        """The trace events as JSON-ready dicts (model calls are kept as usage events)."""
+        return [e.as_trace_event() if isinstance(e, UsageEvent) else e for e in self.events]
+
+    def trace_json(self) -> str:
+        return json.dumps(self.trace(), separators=(",", ":"), default=str)

@@ -1,0 +1,305 @@
+"""Run traces: every step, tool call and model call of a run, stored scoped to its user.
+
+Every public method takes a :class:`MemoryScope`. ``get(scope, run_id)`` of another scope's run
+returns ``None`` (it is looked up by ``(scope, run_id)``, never by run id alone) and anything a
+backend returns is checked against the scope before it is handed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from agenthood_mw._core.durations import parse_duration
+from agenthood_mw._core.scope import MemoryScope, require_scope
+from agenthood_mw.metering._records import RunRecord
+from agenthood_mw.metering._sql import (
+    Database,
+    PostgresDatabase,
+    SQLiteDatabase,
+    split_pg_url,
+    sqlite_path_from_url,
+)
+
+__all__ = [
+    "MemoryTraceStore",
+    "PostgresTraceStore",
+    "SQLiteTraceStore",
+    "TraceStore",
+    "trace_store_from_url",
+]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {t}traces (
+  scope_key TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  started_at DOUBLE PRECISION NOT NULL,
+  ended_at DOUBLE PRECISION NOT NULL,
+  agent TEXT,
+  data TEXT NOT NULL,
+  PRIMARY KEY (scope_key, run_id)
+);
+CREATE INDEX IF NOT EXISTS {i}traces_ended ON {t}traces (ended_at);
+CREATE INDEX IF NOT EXISTS {i}traces_scope_started ON {t}traces (scope_key, started_at)
+"""
+
+
+def _retention(value: object) -> float | None:
+    if value is None:
+        return None
+    return parse_duration(value, option="retention")
+
+
+class TraceStore(ABC):
+    """Where run traces live. Subclasses implement the ``_`` hooks.
+
+    Args:
+        retention: how long traces are kept (``"30d"``, seconds, or ``None`` for ever). Expired
+            traces are purged as new ones are written and by :meth:`purge_expired`.
+    """
+
+    blocking = True
+    _PURGE_EVERY = 300.0
+
+    def __init__(self, *, retention: object = "30d", clock: Callable[[], float] = time.time):
+        self.retention = _retention(retention)
+        self._clock = clock
+        self._last_purge = 0.0
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    @abstractmethod
+    def _put(self, runs: Sequence[RunRecord]) -> None: ...
+
+    @abstractmethod
+    def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None: ...
+
+    @abstractmethod
+    def _list(
+        self, scope_key: str, limit: int, before: float | None
+    ) -> list[tuple[str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    def _erase(self, scope_key: str) -> int: ...
+
+    @abstractmethod
+    def _purge(self, older_than: float) -> int: ...
+
+    @abstractmethod
+    def close_sync(self) -> None: ...
+
+    def write_runs(self, runs: Sequence[RunRecord]) -> None:
+        """Store the traces of ``runs`` (each under its own scope); purge expired ones."""
+        self._put(runs)
+        if self.retention is not None:
+            now = self._clock()
+            if now - self._last_purge >= self._PURGE_EVERY:
+                self._last_purge = now
+                self._purge(now - self.retention)
+
+    async def put(self, scope: MemoryScope, run: RunRecord) -> None:
+        """Store the trace of ``run``, which must belong to ``scope``."""
+        if require_scope(scope) != run.scope:
+            raise PermissionError("the run belongs to another scope")
+        await self._call(self.write_runs, [run])
+
+    async def get(self, scope: MemoryScope, run_id: str) -> dict[str, Any] | None:
+        """The trace of ``run_id`` if it belongs to ``scope``; ``None`` otherwise."""
+        key = require_scope(scope).storage_key
+        if not isinstance(run_id, str) or not run_id:
+            return None
+        found = await self._call(self._get, key, run_id)
+        if found is None:
+            return None
+        owner, data = found
+        if owner != key or data.get("runId") != run_id:
+            raise RuntimeError("trace store returned a trace of another scope")
+        return data
+
+    async def list(
+        self, scope: MemoryScope, *, limit: int = 20, before: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The traces of ``scope``, newest first (``before``: started before this time)."""
+        key = require_scope(scope).storage_key
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("limit: must be a positive int")
+        rows = await self._call(self._list, key, min(limit, 1000), before)
+        if any(owner != key for owner, _ in rows):
+            raise RuntimeError("trace store returned a trace of another scope")
+        return [data for _, data in rows]
+
+    async def erase(self, scope: MemoryScope) -> int:
+        """Delete every trace of ``scope``; returns how many."""
+        return await self._call(self._erase, require_scope(scope).storage_key)
+
+    async def purge_expired(self, *, now: float | None = None) -> int:
+        """Operator: delete traces older than the retention period; returns how many."""
+        if self.retention is None:
+            return 0
+        cutoff = (self._clock() if now is None else now) - self.retention
+        return await self._call(self._purge, cutoff)
+
+    async def close(self) -> None:
+        await self._call(self.close_sync)
+
+
+class MemoryTraceStore(TraceStore):
+    """In-process trace store (``memory://``)."""
+
+    blocking = False
+
+    def __init__(self, *, retention: object = "30d", clock: Callable[[], float] = time.time):
+        super().__init__(retention=retention, clock=clock)
+        self._lock = threading.Lock()
+        # Runs are kept as records; the trace document is built when read.
+        self._data: dict[str, dict[str, RunRecord]] = {}
+
+    def _put(self, runs: Sequence[RunRecord]) -> None:
+        with self._lock:
+            for run in runs:
+                bucket = self._data.get(run.scope.storage_key)
+                if bucket is None:
+                    bucket = self._data[run.scope.storage_key] = {}
+                bucket.setdefault(run.run_id, run)
+
+    def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        with self._lock:
+            found = self._data.get(scope_key, {}).get(run_id)
+        return None if found is None else (found.scope.storage_key, found.trace())
+
+    def _list(
+        self, scope_key: str, limit: int, before: float | None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            items = list(self._data.get(scope_key, {}).values())
+        items = [r for r in items if before is None or r.started_at < before]
+        items.sort(key=lambda r: r.started_at, reverse=True)
+        return [(r.scope.storage_key, r.trace()) for r in items[:limit]]
+
+    def _erase(self, scope_key: str) -> int:
+        with self._lock:
+            return len(self._data.pop(scope_key, {}))
+
+    def _purge(self, older_than: float) -> int:
+        n = 0
+        with self._lock:
+            for bucket in self._data.values():
+                for run_id in [r for r, v in bucket.items() if v.ended_at < older_than]:
+                    del bucket[run_id]
+                    n += 1
+        return n
+
+    def close_sync(self) -> None:
+        return None
+
+
+class _SQLTraceStore(TraceStore):
+    def __init__(
+        self, db: Database, *, retention: object, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(retention=retention, clock=clock)
+        self._db = db
+        self._closed = False
+        db.script(_SCHEMA)
+
+    def _put(self, runs: Sequence[RunRecord]) -> None:
+        rows = [
+            (r.scope.storage_key, r.run_id, r.started_at, r.ended_at, r.agent, r.trace_json())
+            for r in runs
+        ]
+        self._db.write(
+            [
+                (
+                    "INSERT INTO {t}traces (scope_key, run_id, started_at, ended_at, agent, data) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    rows,
+                )
+            ]
+        )
+
+    def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        rows = self._db.query(
+            "SELECT scope_key, data FROM {t}traces WHERE scope_key = ? AND run_id = ?",
+            (scope_key, run_id),
+        )
+        return None if not rows else (rows[0][0], json.loads(rows[0][1]))
+
+    def _list(
+        self, scope_key: str, limit: int, before: float | None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._db.query(
+            "SELECT scope_key, data FROM {t}traces WHERE scope_key = ? AND started_at < ? "
+            "ORDER BY started_at DESC LIMIT ?",
+            (scope_key, 1e18 if before is None else before, limit),
+        )
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def _erase(self, scope_key: str) -> int:
+        return self._db.write([("DELETE FROM {t}traces WHERE scope_key = ?", [(scope_key,)])])[0][0]
+
+    def _purge(self, older_than: float) -> int:
+        return self._db.write([("DELETE FROM {t}traces WHERE ended_at < ?", [(older_than,)])])[0][0]
+
+    def close_sync(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.close()
+
+
+class SQLiteTraceStore(_SQLTraceStore):
+    """Traces in a SQLite file (table ``agenthood_traces``)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        retention: object = "30d",
+        table_prefix: str = "agenthood_",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            SQLiteDatabase(path, table_prefix=table_prefix), retention=retention, clock=clock
+        )
+
+
+class PostgresTraceStore(_SQLTraceStore):
+    """Traces in PostgreSQL (table ``agenthood_traces`` in ``schema``)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        retention: object = "30d",
+        table_prefix: str = "agenthood_",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            PostgresDatabase(dsn, schema=schema, table_prefix=table_prefix),
+            retention=retention,
+            clock=clock,
+        )
+
+
+def trace_store_from_url(url: str, *, retention: object = "30d") -> TraceStore:
+    """``memory://``, ``sqlite:///traces.db`` or ``postgresql://...[?schema=name]``."""
+    if not isinstance(url, str):
+        raise TypeError("traces: expected a URL string or a TraceStore")
+    if url == "memory://":
+        return MemoryTraceStore(retention=retention)
+    if url.startswith("sqlite://"):
+        return SQLiteTraceStore(sqlite_path_from_url(url), retention=retention)
+    if url.startswith(("postgresql://", "postgres://")):
+        dsn, schema = split_pg_url(url)
+        return PostgresTraceStore(dsn, schema=schema, retention=retention)
+    raise ValueError(f"traces: unsupported URL {url!r} (memory://, sqlite:///, postgresql://)")

@@ -1,0 +1,175 @@
+"""``CostMeterMiddleware`` for WSGI apps (Flask, gunicorn): same keywords as the ASGI class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from agenthood_mw._core.spikes import SpikeRule
+from agenthood_mw._core.thinking import ThinkingBudget
+from agenthood_mw._errors import HTTPError
+from agenthood_mw._wsgi import WSGIApp, agenthood_state, send_error
+from agenthood_mw.metering._asgi import stop_error
+from agenthood_mw.metering._budget import Budget
+from agenthood_mw.metering._engine import _SAME_AS_LEDGER, MeteringEngine, agent_from_path
+from agenthood_mw.metering._meter import BudgetExhausted, _current, set_meter
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["CostMeterMiddleware"]
+
+IDENTITY_KEY = "agenthood.identity"
+
+
+def _default_agent(environ: WSGIEnvironment) -> str | None:
+    return agent_from_path(environ.get("PATH_INFO", "") or "")
+
+
+class _Body:
+    """The app's body iterable; settles the run when the server closes it."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._body = body
+        self._iter: Iterator[bytes] | None = None
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done()
+
+
+class CostMeterMiddleware:
+    """WSGI twin of :class:`agenthood_mw.metering.CostMeterMiddleware` (same keywords).
+
+    The identity is read from ``environ["agenthood.identity"]``; the meter is at
+    ``environ["agenthood.state"]["meter"]`` and ``current_meter()``. The run is settled when the
+    server closes the response iterable (so streamed bodies and client disconnects are charged).
+    ``agent`` receives the WSGI ``environ``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        prices: object,
+        ledger: object = "memory://",
+        budgets: Iterable[Budget] = (),
+        on_alert: object = "log",
+        spike_rule: SpikeRule | None = None,
+        tokens_per_minute: object = None,
+        token_storage: str = "memory://",  # noqa: S107 - a URL
+        agent: Callable[[Any], str | None] | None = None,
+        thinking_budget: ThinkingBudget | None = None,
+        thinking_budgets: Mapping[str, ThinkingBudget] | None = None,
+        traces: object = _SAME_AS_LEDGER,
+        trace_retention: object = "30d",
+        reservation_ttl: object = "10m",
+        budget_storage: str = "memory://",
+        budget_key_prefix: str = "agenthood:budget:",
+        cost_header: bool = True,
+        exempt_paths: Iterable[str] = (),
+        opentelemetry: object = False,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if agent is not None and not callable(agent):
+            raise TypeError("agent: expected a callable taking the WSGI environ")
+        self.app = app
+        self._agent = agent or _default_agent
+        extra: dict[str, Any] = {} if clock is None else {"clock": clock}
+        self.engine = MeteringEngine(
+            prices=prices,
+            ledger=ledger,
+            budgets=budgets,
+            on_alert=on_alert,
+            spike_rule=spike_rule,
+            tokens_per_minute=tokens_per_minute,
+            token_storage=token_storage,
+            thinking_budget=thinking_budget,
+            thinking_budgets=thinking_budgets,
+            traces=traces,
+            trace_retention=trace_retention,
+            reservation_ttl=reservation_ttl,
+            budget_storage=budget_storage,
+            budget_key_prefix=budget_key_prefix,
+            cost_header=cost_header,
+            exempt_paths=exempt_paths,
+            opentelemetry=opentelemetry,
+            **extra,
+        )
+
+    @property
+    def ledger(self) -> Any:
+        return self.engine.ledger
+
+    @property
+    def traces(self) -> Any:
+        return self.engine.traces
+
+    def flush(self) -> None:
+        """Block until every finished run is written."""
+        self.engine.flush()
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and close the stores this middleware opened."""
+        self.engine.close_sync()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        engine = self.engine
+        if (environ.get("PATH_INFO", "") or "/") in engine.exempt:
+            return self.app(environ, start_response)
+        mscope = engine.scope_for(environ.get(IDENTITY_KEY))
+        agent = self._agent(environ)
+        admitted = engine.admit(mscope, agent)
+        if isinstance(admitted, HTTPError):
+            return send_error(start_response, admitted)
+        tpm_key = engine.tpm_key(mscope)
+        if tpm_key is not None:
+            error = engine.tpm_admit_sync(tpm_key)
+            if error is not None:
+                engine.release(admitted)
+                return send_error(start_response, error)
+        meter = engine.open(mscope, agent, admitted, environ.get("PATH_INFO"), tpm_key)
+        state = agenthood_state(environ)
+        state["meter"] = meter
+        state["run_id"] = meter.run_id
+        status: list[int | None] = [None]
+
+        def start(status_line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status[0] = int(status_line.split(" ", 1)[0])
+            headers = [*headers, ("X-Agenthood-Run-Id", meter.run_id)]
+            if engine.cost_header:
+                headers.append(("X-Agenthood-Cost", engine.cost_text(meter).decode()))
+            return start_response(status_line, headers, exc_info)
+
+        def done() -> None:
+            if _current.get() is meter:
+                _current.set(None)
+            run = engine.settle(meter, status[0])
+            if tpm_key is not None:
+                engine.tpm_charge_sync(tpm_key, run.totals.total_tokens)
+
+        set_meter(meter)
+        try:
+            body = self.app(environ, start)
+        except BudgetExhausted as exc:
+            if status[0] is not None:
+                done()
+                raise
+            error = stop_error(exc)
+            status[0] = error.status
+            return _Body(send_error(start_response, error), done)
+        except BaseException as exc:
+            meter.record_error(exc)
+            done()
+            raise
+        return _Body(body, done)

@@ -1,0 +1,206 @@
+"""ASGI ``RateLimitMiddleware``: moves bytes; decisions come from the core and the storage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agenthood_mw._asgi import agenthood_state, send_error
+from agenthood_mw._core.ratelimit import UNAVAILABLE, RateLimitRule
+from agenthood_mw._identity import Identity
+from agenthood_mw.ratelimit._base import RateLimitBase
+from agenthood_mw.ratelimit._limiter import DEFAULT_KEY_PREFIX
+from agenthood_mw.ratelimit._memory import DEFAULT_MAX_KEYS
+
+__all__ = ["RateLimitMiddleware"]
+
+_XFF = b"x-forwarded-for"
+
+
+class RateLimitMiddleware(RateLimitBase):
+    """Per-user rate limits for any ASGI app (pure ASGI; websockets are limited at connect).
+
+    ``max`` requests per ``window`` sustained plus ``burst`` at once, per authenticated user
+    (per tenant when set; read from ``scope["user"]``), else per client address. See
+    ``docs/rate-limiting.md`` for the exact semantics.
+
+    Args:
+        app: the wrapped ASGI app.
+        window: ``"30s"``, ``"1m"``, ``"1h"``, ``"1d"`` or seconds.
+        max: sustained requests per window (>= 1); omit only when ``rules`` are given.
+        burst: extra requests allowed at once (>= 0).
+        storage: ``memory://`` (one process), ``redis://``, ``rediss://``,
+            ``redis+sentinel://``, ``redis+cluster://`` (several workers / machines).
+        strategy: ``"gcra"`` (default), ``"moving-window"``, ``"sliding-window"``,
+            ``"fixed-window"``.
+        rules: further :class:`RateLimitRule` s (per route, per agent) checked together.
+        key: ``key(scope) -> str | None`` replacing the default key; ``None`` = not limited.
+        cost: ``cost(scope) -> int``, the request's weight (default 1).
+        trusted_proxies: addresses/networks whose ``X-Forwarded-For`` is believed.
+        exempt_paths: paths never limited (``"/health"``, ``"/static/*"``).
+        fail_open: when the storage fails, admit (``True``) or answer 503 (``False``).
+        headers: add ``RateLimit-Policy`` / ``RateLimit`` to responses.
+        legacy_headers: also add ``X-RateLimit-Limit/Remaining/Reset``.
+        key_prefix: prefix of every Redis key.
+        storage_options: extra keyword arguments for the Redis client.
+        max_keys: bound on keys held in ``memory://``.
+        clock: a seconds clock for ``memory://`` + ``gcra`` (tests).
+        warn_interval: seconds between two storage-failure warnings.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        window: object = "1m",
+        max: int | None = None,
+        burst: int = 0,
+        storage: str = "memory://",
+        strategy: str = "gcra",
+        rules: Sequence[RateLimitRule] = (),
+        key: Callable[[Scope], str | None] | None = None,
+        cost: Callable[[Scope], int] | None = None,
+        trusted_proxies: Collection[str] = (),
+        exempt_paths: Iterable[str] = (),
+        fail_open: bool = True,
+        headers: bool = True,
+        legacy_headers: bool = False,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        storage_options: Mapping[str, Any] | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], float] | None = None,
+        warn_interval: float = 60.0,
+    ) -> None:
+        if not callable(app):
+            raise TypeError("app: expected an ASGI application")
+        super().__init__(
+            window=window,
+            max=max,
+            burst=burst,
+            storage=storage,
+            strategy=strategy,
+            rules=rules,
+            key=key,
+            cost=cost,
+            trusted_proxies=trusted_proxies,
+            exempt_paths=exempt_paths,
+            fail_open=fail_open,
+            headers=headers,
+            legacy_headers=legacy_headers,
+            key_prefix=key_prefix,
+            storage_options=storage_options,
+            max_keys=max_keys,
+            clock=clock,
+            warn_interval=warn_interval,
+        )
+        self.app = app
+
+    def _key(self, scope: Scope) -> str | None:
+        if self.key_func is not None:
+            return self.custom_key(scope)
+        key = self.user_key(scope.get("user"))
+        if key is not None:
+            return key
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if self.client_address.enabled:
+            xff = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == _XFF]
+            return self.address_key(self.client_address.resolve(peer, xff))
+        return self.address_key(peer or "unknown")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        if self.has_exempt and scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        user = scope.get("user")
+        if type(user) is Identity and user.authenticated and self.key_func is None:
+            ident: str | None = self._user_keys.get((user.tenant, user.user_id))
+            if ident is None:
+                ident = self.user_key(user)
+        else:
+            ident = self._key(scope)
+        if ident is None:
+            await self.app(scope, receive, send)
+            return
+        cost = 1 if self.cost_func is None else self.request_cost(scope)
+        only = self._only
+        memory = self.memory
+        if only is not None and memory is not None:
+            # Hot path: one rule, in-process storage, nothing awaited before the app.
+            o = memory.hit_one(only.policy, ident + only.suffix, cost)
+            if o.allowed and self.plain_headers:
+                state = scope.get("state")
+                if state is None:
+                    state = scope["state"] = {}
+                shared: dict[str, Any] | None = state.get("agenthood")
+                if shared is None:
+                    shared = state["agenthood"] = {}
+                shared["rate_limit"] = o
+                if kind != "http":
+                    await self.app(scope, receive, send)
+                    return
+                policy_field = only.policy_bytes
+                field = only.ratelimit_item(o.remaining, o.reset_after)
+
+                async def send_with_headers(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        message["headers"] = [
+                            *message.get("headers", ()),
+                            (b"ratelimit-policy", policy_field),
+                            (b"ratelimit", field),
+                        ]
+                    await send(message)
+
+                await self.app(scope, receive, send_with_headers)
+                return
+            rules = [only]
+            outcomes = [o]
+        else:
+            rules, items = self.items(scope.get("method", "GET"), scope["path"], ident, cost)
+            if not rules:
+                await self.app(scope, receive, send)
+                return
+            if memory is not None:
+                outcomes = memory.hit(items)
+            else:
+                try:
+                    outcomes = await self.backend.hit(items)
+                except self.backend.errors as exc:
+                    self.failures.record(exc, fail_open=self.fail_open)
+                    agenthood_state(scope)["rate_limit"] = None
+                    if self.fail_open:
+                        await self.app(scope, receive, send)
+                    else:
+                        await send_error(scope, send, UNAVAILABLE)
+                    return
+        verdict = self.planner.verdict(rules, outcomes)
+        agenthood_state(scope)["rate_limit"] = verdict.decision
+        if verdict.error is not None:
+            await send_error(scope, send, verdict.error)
+            return
+        if not verdict.headers or kind != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers]
+        await self.app(scope, receive, _AddHeaders(send, extra))
+
+
+class _AddHeaders:
+    """A ``send`` that appends the rate-limit headers to ``http.response.start``."""
+
+    __slots__ = ("extra", "send")
+
+    def __init__(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.extra = extra
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *self.extra]
+        await self.send(message)

@@ -1,0 +1,124 @@
+"""WSGI ``RateLimitMiddleware``: same keywords and decisions as the ASGI class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from agenthood_mw._core.ratelimit import UNAVAILABLE, RateLimitRule
+from agenthood_mw._wsgi import WSGIApp, agenthood_state, send_error
+from agenthood_mw.ratelimit._base import RateLimitBase
+from agenthood_mw.ratelimit._limiter import DEFAULT_KEY_PREFIX
+from agenthood_mw.ratelimit._memory import DEFAULT_MAX_KEYS
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["RateLimitMiddleware"]
+
+#: ``environ`` key where the WSGI ``AuthMiddleware`` puts the :class:`Identity`.
+IDENTITY_KEY = "agenthood.identity"
+
+
+class RateLimitMiddleware(RateLimitBase):
+    """Per-user rate limits for any WSGI app (Flask, Django, gunicorn workers).
+
+    Same keywords and semantics as :class:`agenthood_mw.RateLimitMiddleware`; ``key=`` and
+    ``cost=`` callables receive the WSGI ``environ``. The user is read from
+    ``environ["agenthood.identity"]`` (set by the WSGI ``AuthMiddleware``). Several gunicorn
+    workers need ``storage="redis://..."`` to share one quota.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        window: object = "1m",
+        max: int | None = None,
+        burst: int = 0,
+        storage: str = "memory://",
+        strategy: str = "gcra",
+        rules: Sequence[RateLimitRule] = (),
+        key: Callable[[WSGIEnvironment], str | None] | None = None,
+        cost: Callable[[WSGIEnvironment], int] | None = None,
+        trusted_proxies: Collection[str] = (),
+        exempt_paths: Iterable[str] = (),
+        fail_open: bool = True,
+        headers: bool = True,
+        legacy_headers: bool = False,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        storage_options: Mapping[str, Any] | None = None,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], float] | None = None,
+        warn_interval: float = 60.0,
+    ) -> None:
+        if not callable(app):
+            raise TypeError("app: expected a WSGI application")
+        super().__init__(
+            window=window,
+            max=max,
+            burst=burst,
+            storage=storage,
+            strategy=strategy,
+            rules=rules,
+            key=key,
+            cost=cost,
+            trusted_proxies=trusted_proxies,
+            exempt_paths=exempt_paths,
+            fail_open=fail_open,
+            headers=headers,
+            legacy_headers=legacy_headers,
+            key_prefix=key_prefix,
+            storage_options=storage_options,
+            max_keys=max_keys,
+            clock=clock,
+            warn_interval=warn_interval,
+        )
+        self.app = app
+
+    def _key(self, environ: WSGIEnvironment) -> str | None:
+        if self.key_func is not None:
+            return self.custom_key(environ)
+        key = self.user_key(environ.get(IDENTITY_KEY))
+        if key is not None:
+            return key
+        peer = environ.get("REMOTE_ADDR") or None
+        if self.client_address.enabled:
+            xff = environ.get("HTTP_X_FORWARDED_FOR")
+            return self.address_key(self.client_address.resolve(peer, [xff] if xff else []))
+        return self.address_key(peer or "unknown")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if self.has_exempt and path in self.exempt:
+            return self.app(environ, start_response)
+        ident = self._key(environ)
+        if ident is None:
+            return self.app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        rules, items = self.items(method, path, ident, self.request_cost(environ))
+        if not rules:
+            return self.app(environ, start_response)
+        try:
+            outcomes = self.backend.hit_sync(items)
+        except self.backend.errors as exc:
+            self.failures.record(exc, fail_open=self.fail_open)
+            agenthood_state(environ)["rate_limit"] = None
+            if self.fail_open:
+                return self.app(environ, start_response)
+            return send_error(start_response, UNAVAILABLE)
+        verdict = self.planner.verdict(rules, outcomes)
+        agenthood_state(environ)["rate_limit"] = verdict.decision
+        if verdict.error is not None:
+            return send_error(start_response, verdict.error)
+        if not verdict.headers:
+            return self.app(environ, start_response)
+        extra = verdict.headers
+
+        def start_with_headers(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return self.app(environ, start_with_headers)

@@ -1,0 +1,92 @@
+"""CostMeterMiddleware cost per request, with the memory and SQLite ledgers, alone and in the
+full stack (auth + rate limit + metering).
+
+Run: ``.venv/bin/python benchmarks/bench_metering.py``
+
+Variants (raw ASGI, no HTTP server, see ``_harness.py``), on the bare trivial route:
+
+* metering (memory): ledger and traces ``memory://``, spike alerts on (default logging sink);
+* metering (memory) + 1 record: the route also reports one model call (``meter.record``);
+* metering (SQLite): ledger and traces in one SQLite file, written in batches by the
+  background writer thread (its work competes for the GIL and is included in the timing);
+* full stack (memory): ``AuthMiddleware`` (HS256 JWT, repeated token) -> ``RateLimitMiddleware``
+  (memory, never refusing) -> ``CostMeterMiddleware`` (memory); goal <= 1.8x bare;
+* full stack (SQLite ledger): the same with the SQLite ledger; goal <= 2.5x bare.
+
+Each metered request writes one run record (and its usage events) and one trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _harness import bench, http_scope, print_table, trivial_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from agenthood_mw import Identity
+from agenthood_mw.metering import CostMeterMiddleware, PriceTable, current_meter
+
+SECRET = "bench-secret-" + "x" * 40
+AUDIENCE = "agenthood-api"
+PRICES = PriceTable({"gpt-4o": {"input": "2.50", "output": "10.00", "cached_input": "1.25"}})
+
+
+def recording_app() -> Any:
+    async def run(request: Request) -> PlainTextResponse:
+        current_meter().record(model="gpt-4o", input_tokens=1840, output_tokens=220)
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/agents/{name}/run", run, methods=["GET", "POST"])])
+
+
+def full_stack(ledger: str) -> tuple[Any, Any]:
+    from agenthood_mw.auth import AuthMiddleware, mint_token
+    from agenthood_mw.ratelimit import RateLimitMiddleware
+
+    metered = CostMeterMiddleware(trivial_app(), prices=PRICES, ledger=ledger)
+    limited = RateLimitMiddleware(metered, window="1m", max=10**9)
+    app = AuthMiddleware(limited, strategy="jwt", secret=SECRET, audience=AUDIENCE)
+    token = mint_token(secret=SECRET, user_id="usr_8f3a", scopes=["agents:run"])
+    return app, metered, token
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="agenthood-bench-"))
+    user = Identity(user_id="usr_8f3a")
+    bare = trivial_app()
+    path = "/agents/the-developer/run"
+    bare_scope = http_scope(path)
+    user_scope = {**http_scope(path), "user": user}
+
+    mem = CostMeterMiddleware(trivial_app(), prices=PRICES, ledger="memory://")
+    mem_rec = CostMeterMiddleware(recording_app(), prices=PRICES, ledger="memory://")
+    sql = CostMeterMiddleware(trivial_app(), prices=PRICES, ledger=f"sqlite:///{tmp}/costs.db")
+    variants: dict[str, Any] = {
+        "bare": (bare, lambda i: bare_scope),
+        "metering (memory)": (mem, lambda i: user_scope),
+        "metering (memory) + 1 record": (mem_rec, lambda i: user_scope),
+        "metering (SQLite ledger)": (sql, lambda i: user_scope),
+    }
+    closers = [mem, mem_rec, sql]
+    try:
+        stack_mem, m1, token = full_stack("memory://")
+        stack_sql, m2, _ = full_stack(f"sqlite:///{tmp}/stack.db")
+        auth_scope = http_scope(path, headers=[(b"authorization", f"Bearer {token}".encode())])
+        variants["full stack (memory)"] = (stack_mem, lambda i: auth_scope)
+        variants["full stack (SQLite ledger)"] = (stack_sql, lambda i: auth_scope)
+        closers += [m1, m2]
+    except ImportError as exc:  # pragma: no cover - before the other areas exist
+        print(f"(full stack skipped: {exc})")
+    print_table(bench(variants))
+    for mw in closers:
+        asyncio.run(mw.close())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Trace stores: scoped to the user, retention, erase; memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw.metering import Meter, TraceStore, trace_store_from_url
+
+
+@pytest.fixture
+async def store(ledger_url: str) -> AsyncIterator[TraceStore]:
+    clock = [1_000_000.0]
+    s = trace_store_from_url(ledger_url, retention="1d")
+    s._clock = lambda: clock[0]  # type: ignore[method-assign]
+    s.test_clock = clock  # type: ignore[attr-defined]
+    yield s
+    await s.close()
+
+
+def finished_run(prices: Any, scope: MemoryScope, run_id: str, ts: float) -> Any:
+    meter = Meter(prices=prices, scope=scope, agent="dev", run_id=run_id, clock=lambda: ts)
+    meter.step("plan")
+    meter.record(model="gpt-4o", input_tokens=10, output_tokens=10)
+    meter.tool_call("search", arguments={"q": "x"}, error=ValueError("no results"))
+    return meter.finish(status=200)
+
+
+async def test_get_is_scoped_and_other_scopes_see_nothing(prices: Any, store: TraceStore) -> None:
+    alice = MemoryScope.operator(user="alice", tenant="acme")
+    bob = MemoryScope.operator(user="bob", tenant="acme")
+    run = finished_run(prices, alice, "run-1", 1_000_000.0)
+    await store.put(alice, run)
+    trace = await store.get(alice, "run-1")
+    assert trace is not None and trace["runId"] == "run-1"
+    assert trace["memoryScope"] == "acme/alice"
+    assert trace["events"][2]["error"] == "ValueError: no results"
+    assert await store.get(bob, "run-1") is None
+    assert await store.list(bob) == []
+    with pytest.raises(TypeError, match="MemoryScope"):
+        await store.get("alice", "run-1")  # type: ignore[arg-type]
+    with pytest.raises(PermissionError):
+        await store.put(bob, run)
+    assert await store.erase(bob) == 0
+    assert await store.erase(alice) == 1
+    assert await store.get(alice, "run-1") is None
+
+
+async def test_list_is_newest_first_and_retention_purges(prices: Any, store: TraceStore) -> None:
+    scope = MemoryScope.operator(user="u")
+    for i in range(5):
+        await store.put(scope, finished_run(prices, scope, f"r{i}", 1_000_000.0 + i * 3600))
+    assert [t["runId"] for t in await store.list(scope, limit=3)] == ["r4", "r3", "r2"]
+    # r0 ended at T, r4 at T+4h; a day later (+1h) r0 is expired.
+    assert await store.purge_expired(now=1_000_000.0 + 86400 + 1) == 1
+    assert [t["runId"] for t in await store.list(scope)] == ["r4", "r3", "r2", "r1"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    owner=st.text(min_size=1, max_size=12).filter(str.isprintable),
+    other=st.text(min_size=1, max_size=12).filter(str.isprintable),
+    tenant=st.one_of(st.none(), st.sampled_from(["t", "t/x", "%", "_"])),
+)
+async def test_no_other_scope_can_read_a_trace(
+    prices: Any, owner: str, other: str, tenant: str | None
+) -> None:
+    if not unicodedata.is_normalized("NFC", owner) or not unicodedata.is_normalized("NFC", other):
+        return
+    try:
+        a = MemoryScope.operator(user=owner, tenant=tenant)
+        b = MemoryScope.operator(user=other, tenant=tenant)
+    except ValueError:
+        return
+    store = trace_store_from_url("sqlite:///:memory:")
+    try:
+        await store.put(a, finished_run(prices, a, "same-id", time.time()))
+        if a != b:
+            assert await store.get(b, "same-id") is None
+            assert await store.list(b) == []
+        else:
+            assert await store.get(b, "same-id") is not None
+    finally:
+        await store.close()
