@@ -8,7 +8,7 @@ from starlette.types import Scope, Send
 
 from agenthood_mw._errors import HTTPError
 
-__all__ = ["agenthood_state", "header_values", "send_error"]
+__all__ = ["agenthood_state", "header_values", "route_path", "send_error"]
 
 #: WebSocket close code for a refused handshake when the server cannot send an HTTP response.
 WS_POLICY_VIOLATION = 1008
@@ -23,6 +23,21 @@ def agenthood_state(scope: Scope) -> dict[str, Any]:
     if data is None:
         data = state["agenthood"] = {}
     return data
+
+
+def route_path(scope: Scope) -> str:
+    """The request path relative to the app's mount point (``path`` minus ``root_path``).
+
+    Starlette puts the full path in ``scope["path"]`` and the mount prefix in
+    ``scope["root_path"]`` (``Mount("/v1", ...)``, ``uvicorn --root-path``). Path-based options
+    (``exempt_paths``, per-route rules, agent names) are written relative to the app, so every
+    shell compares against this -- as the WSGI twins compare against ``PATH_INFO``.
+    """
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 def header_values(scope: Scope, name: bytes) -> list[bytes]:

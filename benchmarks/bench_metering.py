@@ -11,7 +11,8 @@ Variants (raw ASGI, no HTTP server, see ``_harness.py``), on the bare trivial ro
   background writer thread (its work competes for the GIL and is included in the timing);
 * full stack (memory): ``AuthMiddleware`` (HS256 JWT, repeated token) -> ``RateLimitMiddleware``
   (memory, never refusing) -> ``CostMeterMiddleware`` (memory); goal <= 1.8x bare;
-* full stack (SQLite ledger): the same with the SQLite ledger; goal <= 2.5x bare.
+* full stack (SQLite ledger): the same with the SQLite ledger; goal <= 2.5x bare;
+* auth + rate limit (no metering): the floor the full stack cannot go below.
 
 Each metered request writes one run record (and its usage events) and one trace.
 """
@@ -45,12 +46,15 @@ def recording_app() -> Any:
     return Starlette(routes=[Route("/agents/{name}/run", run, methods=["GET", "POST"])])
 
 
-def full_stack(ledger: str) -> tuple[Any, Any]:
+def full_stack(ledger: str | None) -> tuple[Any, Any, str]:
+    """Auth -> rate limit -> metering (``ledger=None``: no metering, the floor of the stack)."""
     from agenthood_mw.auth import AuthMiddleware, mint_token
     from agenthood_mw.ratelimit import RateLimitMiddleware
 
-    metered = CostMeterMiddleware(trivial_app(), prices=PRICES, ledger=ledger)
-    limited = RateLimitMiddleware(metered, window="1m", max=10**9)
+    metered = (
+        None if ledger is None else CostMeterMiddleware(trivial_app(), prices=PRICES, ledger=ledger)
+    )
+    limited = RateLimitMiddleware(metered or trivial_app(), window="1m", max=10**9)
     app = AuthMiddleware(limited, strategy="jwt", secret=SECRET, audience=AUDIENCE)
     token = mint_token(secret=SECRET, user_id="usr_8f3a", scopes=["agents:run"])
     return app, metered, token
@@ -77,7 +81,9 @@ def main() -> None:
     try:
         stack_mem, m1, token = full_stack("memory://")
         stack_sql, m2, _ = full_stack(f"sqlite:///{tmp}/stack.db")
+        floor, _, _ = full_stack(None)
         auth_scope = http_scope(path, headers=[(b"authorization", f"Bearer {token}".encode())])
+        variants["auth + rate limit (no metering)"] = (floor, lambda i: auth_scope)
         variants["full stack (memory)"] = (stack_mem, lambda i: auth_scope)
         variants["full stack (SQLite ledger)"] = (stack_sql, lambda i: auth_scope)
         closers += [m1, m2]

@@ -186,3 +186,19 @@ def test_storage_key_is_injective_and_reversible(
 def test_from_storage_key_rejects_malformed(key: str) -> None:
     with pytest.raises(ValueError):
         MemoryScope.from_storage_key(key)
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "expected"),
+    [
+        ("/agents/a/run", "", "/agents/a/run"),
+        ("/v1/agents/a/run", "/v1", "/agents/a/run"),
+        ("/v1", "/v1", "/"),
+        ("/v10/health", "/v1", "/v10/health"),
+        ("/other", "/v1", "/other"),
+    ],
+)
+def test_route_path_strips_root_path(path: str, root: str, expected: str) -> None:
+    from agenthood_mw._asgi import route_path
+
+    assert route_path({"type": "http", "path": path, "root_path": root}) == expected

@@ -32,10 +32,17 @@ RATE_WINDOW, RATE_MAX, RATE_BURST = "1m", 20, 5
 PUBLIC_PATHS = ("/health", "/openapi.json")
 
 
-def _provider(settings: Settings) -> LLMProvider:
+def _provider(settings: Settings, prices: PriceTable) -> LLMProvider:
     offline = OfflineProvider()
     if settings.provider_url is None or settings.provider_model is None:
         return offline
+    if settings.provider_model not in prices:
+        logger.warning(
+            "demo: the remote model %r has no price in the demo's price table: its tokens are "
+            "metered (ledger, traces, token budgets) but cost $0; serve your own AgenthoodAPI "
+            "with a PriceTable that prices it to meter real costs",
+            settings.provider_model,
+        )
     remote = OpenAICompatibleProvider(
         model=settings.provider_model,
         base_url=settings.provider_url,
@@ -49,11 +56,14 @@ def build_demo_app(settings: Settings) -> AgenthoodAPI:
     """The demo :class:`AgenthoodAPI` for ``settings`` (stores created on demand)."""
     settings.ensure_data_dir()
     secret = settings.jwt_secret(create=True)
+    # Only the offline model has a (demo) price; a remote model is metered in tokens at $0,
+    # priced by the requested name (a dated snapshot in the answer does not change that).
+    prices = PriceTable(DEMO_PRICES, unknown="zero")
     api = AgenthoodAPI(
         agents=demo_agents(),
         memory={"isolation": "per-user", "backend": settings.memory_url},
-        provider=_provider(settings),
-        prices=PriceTable(DEMO_PRICES, unknown="zero"),
+        provider=_provider(settings, prices),
+        prices=prices,
         ledger=settings.ledger_url,
         traces=settings.ledger_url,
         thinking_budget=ThinkingBudget(max_steps=20, max_tokens=50_000, max_seconds=120),

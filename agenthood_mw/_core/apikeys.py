@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from agenthood_mw._core.authcore import InvalidCredential, validate_scopes
+from agenthood_mw._core.scope import validate_scope_part
 from agenthood_mw._identity import Identity
 
 __all__ = [
@@ -116,6 +117,13 @@ class APIKeyRecord:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
+def _scope_part(value: str, option: str) -> None:
+    try:
+        validate_scope_part(value, what=option)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {value[:40]!r} cannot name a memory scope: {exc}") from None
+
+
 def new_record(
     *,
     key_id: str,
@@ -128,10 +136,13 @@ def new_record(
     now: float,
 ) -> APIKeyRecord:
     """Validate the creation arguments and build the record to store."""
-    if not isinstance(user_id, str) or not user_id or len(user_id) > 256:
+    if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id: must be a non-empty string of at most 256 characters")
-    if tenant is not None and (not isinstance(tenant, str) or not tenant or len(tenant) > 256):
-        raise ValueError("tenant: must be None or a non-empty string")
+    _scope_part(user_id, "user_id")
+    if tenant is not None:
+        if not isinstance(tenant, str) or not tenant:
+            raise ValueError("tenant: must be None or a non-empty string")
+        _scope_part(tenant, "tenant")
     if not isinstance(name, str) or len(name) > 200:
         raise ValueError("name: must be a string of at most 200 characters")
     return APIKeyRecord(

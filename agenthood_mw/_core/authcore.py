@@ -18,6 +18,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from cachetools import FIFOCache
 
+from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 
@@ -33,6 +34,7 @@ __all__ = [
     "MissingCredential",
     "TokenCache",
     "cache_expiry",
+    "check_identity",
     "check_scopes",
     "extract_credential",
     "select_authenticator",
@@ -187,6 +189,25 @@ def select_authenticator(chain: Sequence[Authenticator], credential: Credential)
         if authenticator.recognizes(credential):
             return authenticator
     raise InvalidCredential("no authenticator recognises the credential")
+
+
+def check_identity(identity: object) -> Identity:
+    """Accept an authenticator's result: an authenticated :class:`Identity` that can name its
+    ``MemoryScope`` (``MemoryScope.for_identity`` succeeds: NFC ids without control, format,
+    private-use or unassigned code points, at most 256 characters, no reserved tenant).
+
+    Raises:
+        TypeError: not an authenticated ``Identity`` (a broken authenticator: 503).
+        InvalidCredential: an identity no scope accepts (401), so a request never reaches the
+            app with a caller whose memory, traces and ledger could not be addressed.
+    """
+    if not isinstance(identity, Identity) or not identity.is_authenticated:
+        raise TypeError("an Authenticator must return an authenticated Identity")
+    try:
+        MemoryScope.for_identity(identity)
+    except (TypeError, ValueError, PermissionError):
+        raise InvalidCredential("identity cannot name a memory scope") from None
+    return identity
 
 
 def check_scopes(identity: Identity, required: frozenset[str]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 __all__ = [
+    "DEFAULT_MAX_ACCOUNTS",
     "PER_KINDS",
     "Admission",
     "BudgetBook",
@@ -58,6 +59,8 @@ class _Account:
     )  # id -> (amount, expiry)
 
     def reserved(self, now: float) -> int:
+        if not self.holds:
+            return 0
         expired = [h for h, (_, exp) in self.holds.items() if exp <= now]
         for h in expired:
             del self.holds[h]
@@ -94,19 +97,43 @@ class Refusal:
 AccountKey = tuple[int, str, float]
 
 
+#: Accounts a :class:`BudgetBook` keeps before it evicts the least recently used idle ones.
+DEFAULT_MAX_ACCOUNTS: Final = 100_000
+
+
 class BudgetBook:
     """Committed spend and live reservations of every (budget, subject, window).
 
     Not thread-safe by itself: the caller serialises calls (the metering engine holds a lock).
     ``needs_load`` / ``load`` let the caller seed a window's committed spend from the ledger
     the first time it is seen (after a restart).
+
+    The book is bounded: accounts of windows that ended (plus one ``ttl``) are dropped in one
+    pass when the earliest of them becomes collectable (not on every admission), and beyond
+    ``max_accounts`` the least recently used accounts without live reservations are evicted.
+    An evicted account is simply seeded from the ledger again the next time it is needed, so
+    eviction never forgets spend the ledger has.
     """
 
-    def __init__(self, rules: Sequence[BudgetRule], *, ttl: float) -> None:
+    def __init__(
+        self,
+        rules: Sequence[BudgetRule],
+        *,
+        ttl: float,
+        max_accounts: int = DEFAULT_MAX_ACCOUNTS,
+    ) -> None:
+        if isinstance(max_accounts, bool) or not isinstance(max_accounts, int) or max_accounts < 1:
+            raise ValueError("max_budget_accounts: expected a positive int")
         self.rules = tuple(rules)
         self.ttl = ttl
+        self.max_accounts = max_accounts
+        # Least recently used first (admission moves an account to the end).
         self._accounts: dict[AccountKey, _Account] = {}
         self._ids = itertools.count(1)
+        self._next_gc = -math.inf
+
+    def __len__(self) -> int:
+        return len(self._accounts)
 
     def _key(self, rule: BudgetRule, subject: str, now: float) -> AccountKey:
         return (rule.index, subject, window_bounds(rule.window, now)[0])
@@ -122,29 +149,60 @@ class BudgetBook:
 
     def load(self, rule: BudgetRule, subject: str, now: float, committed: int) -> None:
         """Seed the committed spend of the window containing ``now`` (first load only)."""
-        self._accounts.setdefault(self._key(rule, subject, now), _Account(committed=committed))
+        key = self._key(rule, subject, now)
+        if key not in self._accounts:
+            self._accounts[key] = _Account(committed=committed)
+            self._bound(now)
 
     def _gc(self, now: float) -> None:
-        # Forget windows that ended more than one ttl ago and hold nothing.
-        dead = [
-            k
-            for k, acc in self._accounts.items()
-            if k[2] + self.rules[k[0]].window + self.ttl < now and not acc.reserved(now)
-        ]
+        """Forget windows that ended more than one ttl ago and hold nothing (one pass)."""
+        kept_live = False
+        dead = []
+        for k, acc in self._accounts.items():
+            if k[2] + self.rules[k[0]].window + self.ttl < now:
+                if acc.reserved(now):
+                    kept_live = True
+                else:
+                    dead.append(k)
         for k in dead:
+            del self._accounts[k]
+        # Next pass: when the current windows end (plus ttl), or when kept holds expire.
+        ends = [window_bounds(r.window, now)[1] for r in self.rules]
+        nxt = (min(ends) if ends else math.inf) + self.ttl
+        self._next_gc = min(nxt, now + self.ttl) if kept_live else nxt
+
+    def _bound(self, now: float) -> None:
+        """Evict least recently used idle accounts once the book exceeds ``max_accounts``."""
+        if len(self._accounts) <= self.max_accounts:
+            return
+        target = self.max_accounts - max(1, self.max_accounts // 10)
+        excess = len(self._accounts) - target
+        victims = []
+        for k, acc in self._accounts.items():
+            if not acc.reserved(now):
+                victims.append(k)
+                if len(victims) >= excess:
+                    break
+        for k in victims:
             del self._accounts[k]
 
     def admit(self, subjects: dict[str, str | None], now: float) -> Admission | Refusal:
         """Admit (reserving on every applicable budget) or refuse, atomically."""
-        if len(self._accounts) > 4096:
+        if now >= self._next_gc:
             self._gc(now)
+        book = self._accounts
         accounts: list[tuple[BudgetRule, str, AccountKey, _Account]] = []
+        created = False
         for rule in self.rules:
             subject = subjects.get(rule.per)
             if subject is None:
                 continue
             key = self._key(rule, subject, now)
-            acc = self._accounts.setdefault(key, _Account())
+            acc = book.pop(key, None)
+            if acc is None:
+                acc = _Account()
+                created = True
+            book[key] = acc  # most recently used
             if acc.committed + acc.reserved(now) >= rule.limit:
                 _, end = window_bounds(rule.window, now)
                 # Only in-flight reservations block: they settle within seconds.
@@ -156,6 +214,8 @@ class BudgetBook:
             hold_id = next(self._ids)
             acc.holds[hold_id] = (rule.reserve, now + self.ttl)
             holds.append(Hold(rule, subject, key[2], hold_id))
+        if created:
+            self._bound(now)
         return Admission(tuple(holds))
 
     def extend(self, holds: Iterable[Hold], spent: int, now: float) -> Refusal | None:
@@ -180,8 +240,11 @@ class BudgetBook:
     def settle(self, holds: Iterable[Hold], actual: int) -> None:
         """Replace each hold by the actual cost (``actual=0`` releases it)."""
         for hold in holds:
-            key = (hold.rule.index, hold.subject, hold.window_start)
-            acc = self._accounts.setdefault(key, _Account())
+            acc = self._accounts.get((hold.rule.index, hold.subject, hold.window_start))
+            if acc is None:
+                # Collected after its hold expired: the cost is in the ledger, which seeds
+                # the account again when it is next needed.
+                continue
             acc.holds.pop(hold.hold_id, None)
             acc.committed += actual
 

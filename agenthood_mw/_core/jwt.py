@@ -2,9 +2,10 @@
 
 PyJWT does the cryptography and the registered-claim checks; this module adds what a
 multi-user service needs on top (explicit algorithms of a single key family, never ``none``,
-no ``crit`` extensions, required ``exp``/``iat``/``sub``, a maximum token lifetime, bounded
-subjects, scope parsing) and turns verified claims into an :class:`Identity`. The JWKS part
-decides when a key set must be fetched; fetching is the shell's job.
+no ``crit`` extensions, required ``exp``/``iat``/``sub``, a maximum token lifetime, user and
+tenant ids that can name a ``MemoryScope``, scope parsing) and turns verified claims into an
+:class:`Identity`. The JWKS part decides when a key set must be fetched; fetching is the
+shell's job.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from jwt.algorithms import (
 )
 
 from agenthood_mw._core.authcore import AuthUnavailable, InvalidCredential
+from agenthood_mw._core.scope import validate_scope_part
 from agenthood_mw._identity import Identity
 
 __all__ = [
@@ -171,6 +173,14 @@ def _bounded_text(value: object) -> str:
     return value
 
 
+def _scope_part(value: object, what: str) -> str:
+    """A user or tenant claim, refused unless it can name a :class:`MemoryScope`."""
+    try:
+        return validate_scope_part(value, what=what)
+    except (TypeError, ValueError):
+        raise InvalidCredential(f"{what} claim cannot name a memory scope") from None
+
+
 @dataclass(frozen=True)
 class JWTSettings:
     """Everything a JWT check needs, validated once; built by the middleware's constructor."""
@@ -264,10 +274,12 @@ class JWTSettings:
         if self.max_token_lifetime is not None and exp - iat > self.max_token_lifetime:
             raise InvalidCredential("lifetime too long")
         _bounded_text(claims["sub"])
-        user_id = _bounded_text(claims.get(self.user_claim))
+        # The user and tenant become the caller's MemoryScope: refuse here (401) what a
+        # scope would refuse later (a 500 on every request).
+        user_id = _scope_part(claims.get(self.user_claim), "user")
         tenant: str | None = None
         if self.tenant_claim is not None and claims.get(self.tenant_claim) is not None:
-            tenant = _bounded_text(claims[self.tenant_claim])
+            tenant = _scope_part(claims[self.tenant_claim], "tenant")
         return Identity(
             user_id=user_id,
             tenant=tenant,

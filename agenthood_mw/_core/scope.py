@@ -13,10 +13,21 @@ from urllib.parse import quote, unquote
 
 from agenthood_mw._identity import Identity
 
-__all__ = ["MAX_SCOPE_PART_LENGTH", "MemoryScope", "require_scope", "validate_scope_part"]
+__all__ = [
+    "ANONYMOUS_TENANT",
+    "MAX_SCOPE_PART_LENGTH",
+    "MemoryScope",
+    "require_scope",
+    "validate_scope_part",
+]
 
 #: Longest tenant or user id accepted in a scope (in characters).
 MAX_SCOPE_PART_LENGTH: Final = 256
+
+#: Tenant reserved for unauthenticated requests (metering attributes them here). No identity
+#: can claim it: :meth:`MemoryScope.for_identity` refuses it, so no token or API key ever
+#: shares a scope (budget, ledger, traces) with anonymous callers.
+ANONYMOUS_TENANT: Final = "agenthood.anonymous"
 
 _MINT: Final = object()
 _SEP: Final = "/"
@@ -92,6 +103,10 @@ class MemoryScope:
             raise TypeError("MemoryScope.for_identity() needs an agenthood_mw.Identity")
         if not identity.is_authenticated:
             raise PermissionError("an anonymous identity has no memory scope")
+        if identity.tenant == ANONYMOUS_TENANT:
+            raise PermissionError(
+                f"the tenant {ANONYMOUS_TENANT!r} is reserved for unauthenticated requests"
+            )
         return cls(identity.tenant, identity.user_id, _token=_MINT)
 
     @classmethod

@@ -68,7 +68,13 @@ class RunContext:
         run_id: the run's id (also in the response and the trace).
         agent: the agent's name.
         partial_output: set it as work progresses; it becomes the output when the run is
-            stopped by its budget.
+            stopped by its budget or its timeout.
+
+    Once the API asks the run to stop (``run_timeout`` reached, the request cancelled),
+    :attr:`stop_requested` is set and :meth:`step`, :meth:`complete` and :meth:`call` raise
+    :class:`~agenthood_mw.metering.BudgetExhausted` with that reason: a sync agent (which
+    cannot be cancelled) ends at its next call; a long CPU loop should check
+    :attr:`stop_requested`.
     """
 
     identity: Identity
@@ -80,13 +86,36 @@ class RunContext:
     run_id: str
     agent: str
     partial_output: str = ""
+    _stop_reason: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def stop_requested(self) -> str | None:
+        """The reason the run was asked to stop (``"timeout"`` ...), or ``None``."""
+        return self._stop_reason
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to stop: later :meth:`step`, :meth:`complete` and :meth:`call` raise
+        :class:`~agenthood_mw.metering.BudgetExhausted` (``reason``). The first reason wins."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    def _check_stop(self) -> None:
+        reason = self._stop_reason
+        if reason is None and self.meter.closed:
+            reason = "run_finished"  # the run's record is already frozen
+        if reason is not None:
+            from agenthood_mw.metering import BudgetExhausted
+
+            raise BudgetExhausted(reason)
 
     def step(self, name: str, **attrs: Any) -> None:
         """Check the budget, then record one reasoning step in the trace.
 
         Raises :class:`~agenthood_mw.metering.BudgetExhausted` when the budget forbids
-        another step; the API turns it into ``stopReason`` (the run is not an error).
+        another step, or when the run was asked to stop; the API turns it into ``stopReason``
+        (the run is not an error).
         """
+        self._check_stop()
         self.meter.check_budget()
         self.meter.step(name, **attrs)
 
@@ -115,15 +144,16 @@ class RunContext:
         recorded before it); when it has a token limit, ``max_tokens`` is capped to what
         remains of it. Usage is recorded on :attr:`meter` by the provider (the meter is bound
         as ``current_meter()`` for the call, also when the agent runs outside the request's
-        context).
+        context). Raises ``BudgetExhausted`` once the run was asked to stop.
         """
+        self._check_stop()
         self._check_call_budget()
         limit = self.thinking_budget.max_tokens
         if limit is not None:
             totals = self.meter.totals
             remaining = max(1, limit - totals.input_tokens - totals.output_tokens)
             max_tokens = remaining if max_tokens is None else min(max_tokens, remaining)
-        from agenthood_mw.metering._meter import reset_meter, set_meter
+        from agenthood_mw.metering import reset_meter, set_meter
 
         token = set_meter(self.meter)  # the provider records usage on this run's meter
         try:
@@ -158,7 +188,11 @@ class RunContext:
     def call(self, func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """From a sync agent (worker thread): run an async API on the server's event loop,
         e.g. ``ctx.call(ctx.memory.facts.put, "k", "v")`` or ``ctx.call(ctx.complete, msgs)``.
+
+        Raises ``BudgetExhausted`` once the run was asked to stop (nothing is written or spent
+        after the run's timeout).
         """
         import anyio.from_thread
 
+        self._check_stop()
         return anyio.from_thread.run(func, *args)

@@ -101,6 +101,10 @@ class AgenthoodAPI(Starlette):
         max_task_chars: longest task (422 above).
         run_timeout: wall-clock seconds after which a run is stopped (``stopReason:
             "timeout"``); ``None`` for no limit.
+        stop_grace: seconds a plain ``def`` agent (a worker thread, which cannot be cancelled)
+            is waited for after it was asked to stop, so what it spends is still metered; a
+            thread still running then is left behind (logged) and refused further model
+            calls, memory writes and usage. A run answers within ``run_timeout + stop_grace``.
         meter_options: extra keywords for the built-in ``CostMeterMiddleware`` (``budgets=``,
             ``on_alert=``, ``tokens_per_minute=``, ``trace_retention=`` ...).
         middleware, routes, debug, title: as for Starlette / the OpenAPI title.
@@ -120,6 +124,7 @@ class AgenthoodAPI(Starlette):
         max_body_bytes: int = 64 * 1024,
         max_task_chars: int = 16_000,
         run_timeout: float | None = 300.0,
+        stop_grace: float = 5.0,
         meter_options: Mapping[str, Any] | None = None,
         middleware: Sequence[Middleware] | None = None,
         routes: Sequence[BaseRoute] | None = None,
@@ -149,6 +154,7 @@ class AgenthoodAPI(Starlette):
         check_positive(max_task_chars, "max_task_chars", integer=True)
         if run_timeout is not None:
             check_positive(run_timeout, "run_timeout", integer=False)
+        check_positive(stop_grace, "stop_grace", integer=False)
         extra_meter = dict(meter_options or {})
         reserved = sorted(set(extra_meter) & _RESERVED_METER_OPTIONS)
         if reserved:
@@ -162,6 +168,7 @@ class AgenthoodAPI(Starlette):
         self.max_body_bytes = max_body_bytes
         self.max_task_chars = max_task_chars
         self.run_timeout = run_timeout
+        self.stop_grace = float(stop_grace)
         # the stores last: nothing is opened when an option above is wrong
         self.memory_backend = memory_backend({} if memory is None else memory)
         self.ledger = ledger_from_url(ledger) if isinstance(ledger, str) else ledger
@@ -185,6 +192,7 @@ class AgenthoodAPI(Starlette):
             ledger=self.ledger,
             traces=self.traces,
             agent=agent_of,
+            agents=list(self.agents),
             thinking_budget=thinking_budget,
             thinking_budgets=agent_budgets,
             **extra_meter,
@@ -308,6 +316,7 @@ class AgenthoodAPI(Starlette):
                 backend=self.memory_backend,
                 provider=self.provider,
                 run_timeout=self.run_timeout,
+                stop_grace=self.stop_grace,
             )
         except RunFailed as exc:
             return error_response(exc.error)

@@ -17,11 +17,12 @@ from agenthood_mw.api._provider import (
     ChatMessage,
     Completion,
     Usage,
+    check_priced,
     record_usage,
     validate_messages,
 )
 
-__all__ = ["OFFLINE_MODEL", "OfflineProvider", "estimate_tokens"]
+__all__ = ["OFFLINE_MODEL", "OfflineProvider", "estimate_prompt_tokens", "estimate_tokens"]
 
 #: The model name the offline provider reports (give it a price to see costs).
 OFFLINE_MODEL = "agenthood-offline-1"
@@ -42,6 +43,11 @@ _LIST_HINTS = ("numbered list", "list of", "steps")
 def estimate_tokens(text: str) -> int:
     """Rough token count of ``text`` (~4 characters per token, at least 1 for non-empty)."""
     return math.ceil(len(text) / 4) if text else 0
+
+
+def estimate_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Rough prompt token count of chat ``messages`` (content estimate + per-message overhead)."""
+    return sum(estimate_tokens(str(m.get("content", ""))) + _PER_MESSAGE_OVERHEAD for m in messages)
 
 
 def _default_answer(messages: Sequence[dict[str, Any]]) -> str:
@@ -108,6 +114,7 @@ class OfflineProvider:
         """Answer deterministically; usage is recorded on the current meter."""
         del temperature
         checked = validate_messages(messages)
+        check_priced(model or self.model, self.name)
         text = f"{_LABEL} {self._responder(checked)}"
         finish = "stop"
         if max_tokens is not None:
@@ -115,7 +122,7 @@ class OfflineProvider:
                 raise ValueError("max_tokens must be a positive int")
             if estimate_tokens(text) > max_tokens:
                 text, finish = text[: max_tokens * 4], "length"
-        input_tokens = sum(estimate_tokens(m["content"]) + _PER_MESSAGE_OVERHEAD for m in checked)
+        input_tokens = estimate_prompt_tokens(checked)
         self.calls += 1
         completion = Completion(
             text=text,

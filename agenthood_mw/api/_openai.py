@@ -6,17 +6,22 @@ Ollama (``http://127.0.0.1:11434/v1``), a LiteLLM proxy, llama.cpp server...
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agenthood_mw._core.failover import FailureKind
+from agenthood_mw.api._offline import estimate_prompt_tokens, estimate_tokens
 from agenthood_mw.api._provider import (
     ChatMessage,
     Completion,
     ProviderError,
     Usage,
+    bound_meter,
+    check_priced,
     record_usage,
     validate_messages,
 )
@@ -24,7 +29,11 @@ from agenthood_mw.api._provider import (
 if TYPE_CHECKING:
     import httpx
 
+    from agenthood_mw.metering import Meter
+
 __all__ = ["OpenAICompatibleProvider"]
+
+logger = logging.getLogger("agenthood_mw.api")
 
 
 def _import_httpx() -> Any:
@@ -70,7 +79,9 @@ class OpenAICompatibleProvider:
         timeout: seconds for the whole request (connect + read).
         headers: extra request headers (``OpenAI-Organization`` ...).
 
-    Usage of every completion is recorded on the current request's meter. Failures raise
+    Usage of every completion is recorded on the current request's meter, priced by the
+    requested model when the server answers under another name (a dated snapshot). A model the
+    meter's price table cannot price is refused before the request is sent. Failures raise
     :class:`~agenthood_mw.api.ProviderError` classified for failover.
     """
 
@@ -167,6 +178,7 @@ class OpenAICompatibleProvider:
     ) -> Completion:
         """One chat completion; usage is recorded on the current meter."""
         payload = self._payload(messages, model, max_tokens, temperature)
+        check_priced(payload["model"], self.name)
         response = await self._post(payload)
         try:
             data = response.json()
@@ -183,6 +195,7 @@ class OpenAICompatibleProvider:
             model=answered_model if isinstance(answered_model, str) else payload["model"],
             provider=self.name,
             finish_reason=choice.get("finish_reason"),
+            requested_model=payload["model"],
         )
         record_usage(completion)
         return completion
@@ -195,14 +208,25 @@ class OpenAICompatibleProvider:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
-        """Stream the answer's text (server-sent events); usage is recorded at the end when
-        the server reports it (``stream_options.include_usage``)."""
+        """Stream the answer's text (server-sent events).
+
+        Usage is recorded on the meter that was current when the stream started, when the
+        stream ends in any way after the server accepted the request: normally, or because the
+        consumer stopped early (``break``, ``aclose()``, cancellation, an error). It is the
+        server's report (``stream_options.include_usage``) when it arrived, else an estimate
+        (~4 characters per token) of the prompt and of the text received so far. A refused
+        request (HTTP error, connection failure before an answer) is not charged.
+        """
         httpx_mod = _import_httpx()
         payload = self._payload(messages, model, max_tokens, temperature)
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
-        usage = Usage(0, 0)
+        meter = bound_meter()
+        check_priced(payload["model"], self.name, meter)
+        usage: Usage | None = None
+        received: list[str] = []
         answered_model = payload["model"]
+        accepted = finished = False
         try:
             async with self._http().stream("POST", "/chat/completions", json=payload) as response:
                 if response.status_code >= 400:
@@ -211,6 +235,7 @@ class OpenAICompatibleProvider:
                         f"HTTP {response.status_code}",
                         status=response.status_code,
                     )
+                accepted = True
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -221,6 +246,8 @@ class OpenAICompatibleProvider:
                         event = json.loads(data)
                     except ValueError as exc:
                         raise self._error(FailureKind.PROTOCOL, "malformed stream event") from exc
+                    if not isinstance(event, dict):
+                        raise self._error(FailureKind.PROTOCOL, "malformed stream event")
                     if isinstance(event.get("model"), str):
                         answered_model = event["model"]
                     if isinstance(event.get("usage"), Mapping):
@@ -228,14 +255,56 @@ class OpenAICompatibleProvider:
                     for choice in event.get("choices") or ():
                         delta = (choice.get("delta") or {}).get("content")
                         if isinstance(delta, str) and delta:
+                            received.append(delta)
                             yield delta
+            finished = True
         except httpx_mod.TimeoutException as exc:
             raise self._error(FailureKind.TIMEOUT, f"timed out ({type(exc).__name__})") from exc
         except httpx_mod.TransportError as exc:
             raise self._error(
                 FailureKind.CONNECTION, f"connection failed ({type(exc).__name__})"
             ) from exc
-        record_usage(Completion("", usage, answered_model, self.name, "stop"))
+        finally:
+            if accepted:
+                self._record_stream(
+                    meter, payload, answered_model, usage, "".join(received), finished
+                )
+
+    def _record_stream(
+        self,
+        meter: Meter | None,
+        payload: dict[str, Any],
+        answered_model: str,
+        usage: Usage | None,
+        text: str,
+        finished: bool,
+    ) -> None:
+        from agenthood_mw.metering import BudgetExhausted
+
+        if meter is None:  # the stream started outside a metered request
+            return
+        if usage is None:
+            usage = Usage(estimate_prompt_tokens(payload["messages"]), estimate_tokens(text))
+            logger.log(
+                logging.WARNING if finished else logging.INFO,
+                "stream of provider %r %s without a usage report: metered an estimate of %d "
+                "input + %d output tokens",
+                self.name,
+                "ended" if finished else "was stopped",
+                usage.input_tokens,
+                usage.output_tokens,
+            )
+        completion = Completion(
+            text,
+            usage,
+            answered_model,
+            self.name,
+            "stop" if finished else None,
+            requested_model=payload["model"],
+        )
+        # BudgetExhausted: the run is already finished, the meter logged the late usage
+        with contextlib.suppress(BudgetExhausted):
+            record_usage(completion, meter=meter)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

@@ -2,7 +2,7 @@
 
 Every refusal is an :class:`~agenthood_mw._errors.HTTPError` decided before anything runs or is
 charged: 415 wrong content type, 413 body too large, 422 malformed JSON, wrong JSON types,
-missing/empty/oversized task, bad budget.
+missing/empty/oversized task, a task that is not valid Unicode (lone surrogate), bad budget.
 """
 
 from __future__ import annotations
@@ -151,6 +151,12 @@ def parse_run_request(body: bytes, *, max_task_chars: int) -> RunRequest:
     task = data["task"]
     if not isinstance(task, str):
         raise _unprocessable("invalid_task", "'task' must be a string")
+    try:
+        task.encode("utf-8")
+    except UnicodeEncodeError:  # JSON allows "\ud800"; no UTF-8 text can carry it
+        raise _unprocessable(
+            "invalid_task", "'task' must be valid Unicode text (it contains a lone surrogate)"
+        ) from None
     if not task.strip():
         raise _unprocessable("invalid_task", "'task' must not be empty")
     if len(task) > max_task_chars:

@@ -17,6 +17,7 @@ from agenthood_mw._identity import Identity
 from agenthood_mw.api._agent import Agent, AgentResult, RunContext
 from agenthood_mw.api._failover import AllProvidersFailed
 from agenthood_mw.api._provider import LLMProvider, ProviderError
+from agenthood_mw.metering import BudgetExhausted
 
 if TYPE_CHECKING:
     from agenthood_mw.memory import MemoryBackend
@@ -61,14 +62,83 @@ def render_response(response: dict[str, Any]) -> bytes:
     return f"{head[:-1]},{cost_text},{tail[1:]}".encode()
 
 
-async def _invoke(agent: Agent, task: str, ctx: RunContext) -> Any:
+async def _invoke(
+    agent: Agent, task: str, ctx: RunContext, run_timeout: float | None, stop_grace: float
+) -> tuple[Any, bool]:
+    """Run the agent under ``run_timeout``; returns ``(result, timed_out)``.
+
+    An ``async def`` agent is cancelled at the deadline. A plain ``def`` agent runs in a worker
+    thread, which cannot be cancelled: at the deadline the run is asked to stop (its next
+    ``ctx.step`` / ``ctx.complete`` / ``ctx.call`` raises ``BudgetExhausted("timeout")``) and
+    the thread is waited for, at most ``stop_grace`` seconds, so the usage it incurs is still on
+    the open meter. A thread still running after that is left behind, logged; the run's
+    context refuses its model calls and memory writes and the finished meter its usage.
+    """
     run = agent.run
     if inspect.iscoroutinefunction(run):
-        return await run(task, ctx)
-    result = await anyio.to_thread.run_sync(run, task, ctx, abandon_on_cancel=True)
+        with anyio.move_on_after(run_timeout):  # None: no deadline
+            return await run(task, ctx), False
+        ctx.request_stop(TIMED_OUT)
+        return None, True
+    result, timed_out = await _invoke_in_thread(run, task, ctx, run_timeout, stop_grace)
     if inspect.isawaitable(result):
-        return await result
-    return result
+        remaining = None if run_timeout is None else max(0.0, run_timeout - ctx.meter.elapsed())
+        with anyio.move_on_after(remaining):
+            return await result, timed_out
+        ctx.request_stop(TIMED_OUT)
+        return None, True
+    return result, timed_out
+
+
+async def _invoke_in_thread(
+    run: Any, task: str, ctx: RunContext, run_timeout: float | None, stop_grace: float
+) -> tuple[Any, bool]:
+    done = anyio.Event()
+    outcome: list[Any] = []
+    failure: list[Exception] = []
+    # Shielded: a cancelled request must not silently abandon the thread; only the explicit
+    # cancel below (after the grace) does.
+    worker_scope = anyio.CancelScope(shield=True)
+
+    async def worker() -> None:
+        try:
+            with worker_scope:
+                value = await anyio.to_thread.run_sync(run, task, ctx, abandon_on_cancel=True)
+                outcome.append(value)
+        except Exception as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    timed_out = False
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker)
+        try:
+            with anyio.move_on_after(run_timeout):
+                await done.wait()
+            timed_out = not done.is_set()
+        finally:
+            if not done.is_set():  # the deadline, or this request was cancelled
+                ctx.request_stop(TIMED_OUT if timed_out else "cancelled")
+                with anyio.CancelScope(shield=True), anyio.move_on_after(stop_grace):
+                    await done.wait()
+                if not done.is_set():
+                    logger.error(
+                        "sync agent %r did not stop within %ss of being asked to (run %s); its "
+                        "thread is left running and its further model calls, memory writes and "
+                        "usage are refused",
+                        ctx.agent,
+                        stop_grace,
+                        ctx.run_id,
+                    )
+                    worker_scope.cancel()
+    if failure:
+        if not timed_out:
+            raise failure[0]
+        if not isinstance(failure[0], BudgetExhausted):  # it failed while stopping
+            ctx.meter.record_error(failure[0])
+        return None, True
+    return (outcome[0] if outcome else None), timed_out
 
 
 def _output_text(result: Any) -> tuple[str, dict[str, Any]]:
@@ -90,6 +160,7 @@ async def run_agent(
     backend: MemoryBackend,
     provider: LLMProvider,
     run_timeout: float | None,
+    stop_grace: float = 5.0,
 ) -> dict[str, Any]:
     """Run ``agent`` on ``task`` for ``identity``; return the response JSON object.
 
@@ -97,7 +168,6 @@ async def run_agent(
     meter keeps what was used (tokens spent before a failure are real spend).
     """
     from agenthood_mw.memory import ScopedMemory
-    from agenthood_mw.metering import BudgetExhausted
 
     scope = MemoryScope.for_identity(identity)
     if meter.scope != scope:  # defence in depth: the meter must bill the same caller
@@ -120,12 +190,13 @@ async def run_agent(
     data: dict[str, Any] = {}
     stop_reason = COMPLETED
     try:
-        result: Any = None
-        with anyio.move_on_after(run_timeout) as deadline:  # None: no deadline
-            result = await _invoke(agent, task, ctx)
-        if deadline.cancelled_caught:
-            output, stop_reason = ctx.partial_output, TIMED_OUT
+        result, timed_out = await _invoke(agent, task, ctx, run_timeout, stop_grace)
+        if timed_out:
+            stop_reason = TIMED_OUT
             meter.record_error("run_timeout")
+            output = ctx.partial_output
+            if result is not None:  # a sync agent that returned when asked to stop
+                output, data = _output_text(result)
         else:
             output, data = _output_text(result)
     except BudgetExhausted as exc:

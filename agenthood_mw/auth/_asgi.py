@@ -9,7 +9,7 @@ import anyio.to_thread
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthood_mw._asgi import send_error
+from agenthood_mw._asgi import route_path, send_error
 from agenthood_mw._context import reset_identity, set_identity
 from agenthood_mw._core.authcore import (
     Authenticator,
@@ -18,6 +18,7 @@ from agenthood_mw._core.authcore import (
     MissingCredential,
     TokenCache,
     cache_expiry,
+    check_identity,
     check_scopes,
     extract_credential,
     select_authenticator,
@@ -41,7 +42,9 @@ class AuthMiddleware:
     the identity, and :func:`~agenthood_mw.current_identity` returns it during the call.
     Failures are RFC 6750 JSON errors (401/400/403, 503 when no signing key was ever
     obtained); websockets are refused before ``accept``. ``lifespan`` and unknown scope types
-    pass through untouched, as do exempt paths and CORS preflight requests.
+    pass through untouched, as do ``exempt_paths`` (relative to the app: ``root_path`` is not
+    part of them). CORS preflights are authenticated like any request: put Starlette's
+    ``CORSMiddleware`` outside this middleware so it answers them first.
 
     Every option is keyword-only and validated here; see ``docs/auth.md`` for the full list.
     The WSGI twin :class:`agenthood_mw.wsgi.AuthMiddleware` takes the same keywords.
@@ -121,7 +124,6 @@ class AuthMiddleware:
         authorization: bytes | None = None
         extra: list[bytes] | None = None  # a second Authorization or any API-key header
         api_header = self._api_header
-        preflight = False
         for name, value in scope["headers"]:
             if name == b"authorization":
                 if authorization is None:
@@ -130,12 +132,8 @@ class AuthMiddleware:
                     extra = [*(extra or ()), value]
             elif name == api_header:
                 extra = [*(extra or ()), value]
-            elif name == b"access-control-request-method":
-                preflight = True
         entry: _Entry | None = None
-        if (self._exempt is not None and scope["path"] in self._exempt) or (
-            preflight and kind == "http" and scope["method"] == "OPTIONS"
-        ):
+        if self._exempt is not None and route_path(scope) in self._exempt:
             entry = self._anonymous  # never authenticated, never refused
         elif authorization is not None and extra is None:
             entry = self._cache_get(authorization)  # the hot path: one lookup
@@ -180,9 +178,7 @@ class AuthMiddleware:
                     return self._anonymous
                 raise MissingCredential("no credential")
             authenticator = select_authenticator(setup.chain, credential)
-            identity = await _invoke(authenticator, credential)
-            if not isinstance(identity, Identity) or not identity.is_authenticated:
-                raise TypeError("an Authenticator must return an authenticated Identity")
+            identity = check_identity(await _invoke(authenticator, credential))
             check_scopes(identity, self._required)
         except AuthError as exc:
             return self._challenges.for_error(exc, self._required)

@@ -12,17 +12,18 @@ from agenthood_mw._core.authcore import (
     MissingCredential,
     TokenCache,
     cache_expiry,
+    check_identity,
     check_scopes,
     extract_credential,
     select_authenticator,
 )
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
-from agenthood_mw._wsgi import STATE_KEY, WSGIApp, send_error
+from agenthood_mw._wsgi import STATE_KEY, WSGIApp, route_path, send_error
 from agenthood_mw.auth._config import build_setup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -41,6 +42,10 @@ class AuthMiddleware:
     hold the :class:`~agenthood_mw.Identity`, and :func:`~agenthood_mw.current_identity`
     returns it while ``app`` runs. Failures are the same RFC 6750 JSON errors as the ASGI
     :class:`agenthood_mw.AuthMiddleware`, which takes exactly the same keywords.
+
+    ``current_identity()`` also works while the server consumes a streamed response body
+    (a generator) and while it closes it. ``exempt_paths`` match ``PATH_INFO`` (relative to
+    ``SCRIPT_NAME``, like the ASGI shell's paths are relative to ``root_path``).
 
     ``Authorization`` headers repeated by the client reach WSGI joined by a comma; such a value
     is refused with 400 like two headers are under ASGI.
@@ -118,10 +123,7 @@ class AuthMiddleware:
         authorization: str | None = environ.get("HTTP_AUTHORIZATION")
         api_key: str | None = environ.get(self._api_environ) if self._api_environ else None
         identity: Identity | None = None
-        if (self._exempt is not None and environ.get("PATH_INFO", "") in self._exempt) or (
-            environ.get("REQUEST_METHOD") == "OPTIONS"
-            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
-        ):
+        if self._exempt is not None and route_path(environ) in self._exempt:
             identity = Identity.anonymous()
         elif authorization is not None and api_key is None:
             identity = self._cache.get(authorization)
@@ -138,9 +140,15 @@ class AuthMiddleware:
             state["identity"] = identity
         token = set_identity(identity)
         try:
-            return self.app(environ, start_response)
+            body = self.app(environ, start_response)
         finally:
             reset_identity(token)
+        if type(body) is list or type(body) is tuple:
+            return body  # nothing of the app runs while a list is sent
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            return body  # left recognisable for the server's sendfile path
+        return _Body(body, identity)
 
     def _authenticate(self, authorization: str | None, api_key: str | None) -> Identity | HTTPError:
         setup = self.setup
@@ -157,9 +165,7 @@ class AuthMiddleware:
                     return Identity.anonymous()
                 raise MissingCredential("no credential")
             authenticator = select_authenticator(setup.chain, credential)
-            identity = authenticator.authenticate(credential)
-            if not isinstance(identity, Identity) or not identity.is_authenticated:
-                raise TypeError("an Authenticator must return an authenticated Identity")
+            identity = check_identity(authenticator.authenticate(credential))
             check_scopes(identity, self._required)
         except AuthError as exc:
             return self._challenges.for_error(exc, self._required)
@@ -178,3 +184,42 @@ class AuthMiddleware:
             if expires is not None:
                 self._cache.put(authorization, identity, expires)
         return identity
+
+
+class _Body:
+    """The app's response iterable, with the identity bound while the server drives it.
+
+    A streamed body (a generator) runs after ``app`` returned, one chunk per ``next()``, and
+    its clean-up runs in ``close()``. The identity is bound around each of those steps and
+    reset right after, in the same context: it is visible to the app's code and never to the
+    server between chunks, nothing leaks when a server omits ``close()``, and a server that
+    iterates in another thread still sees it.
+    """
+
+    __slots__ = ("_body", "_identity", "_iter")
+
+    def __init__(self, body: Iterable[bytes], identity: Identity) -> None:
+        self._body = body
+        self._identity = identity
+        self._iter: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = set_identity(self._identity)
+        try:
+            if self._iter is None:
+                self._iter = iter(self._body)
+            return next(self._iter)
+        finally:
+            reset_identity(token)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            token = set_identity(self._identity)
+            try:
+                close()
+            finally:
+                reset_identity(token)

@@ -15,7 +15,13 @@ from agenthood_mw.metering._budget import Budget
 from agenthood_mw.metering._estimator import CostEstimator
 from agenthood_mw.metering._ledger import Ledger, MemoryLedger, Spend
 from agenthood_mw.metering._ledger_sql import PostgresLedger, SQLiteLedger, ledger_from_url
-from agenthood_mw.metering._meter import BudgetExhausted, Meter, current_meter
+from agenthood_mw.metering._meter import (
+    BudgetExhausted,
+    Meter,
+    current_meter,
+    reset_meter,
+    set_meter,
+)
 from agenthood_mw.metering._prices import PriceTable, UnknownModelError
 from agenthood_mw.metering._records import RunRecord, Totals, UsageEvent
 from agenthood_mw.metering._traces import (
@@ -66,6 +72,8 @@ __all__ = [
     "current_meter",
     "ledger_from_url",
     "openai_usage",
+    "reset_meter",
+    "set_meter",
     "trace_store_from_url",
     "usage_of",
 ]

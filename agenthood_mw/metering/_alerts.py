@@ -146,11 +146,11 @@ class SpikeMonitor:
                         # Fresh read: already includes this run (written before observe).
                         hist = self.ledger.history(per, subject, today, self.rule.baseline_days)
                         state = self._state[(per, subject)] = [hist, False]
+                    elif state[1]:
+                        continue  # alerted today: nothing more to decide
                     else:
                         h: History = state[0]
                         state[0] = History(h.today + new, h.previous, h.first_day)
-                    if state[1]:
-                        continue
                     decision = self.rule.decide(state[0], today)
                     if decision.alert:
                         state[1] = True

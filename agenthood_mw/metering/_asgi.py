@@ -8,28 +8,31 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import agenthood_state, send_error
-from agenthood_mw._core.budgets import Hold
+from agenthood_mw._asgi import agenthood_state, route_path, send_error
+from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS, Hold
 from agenthood_mw._core.pricing import format_nanos
 from agenthood_mw._core.spikes import SpikeRule
 from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw._errors import HTTPError
 from agenthood_mw.metering._budget import Budget
-from agenthood_mw.metering._engine import _SAME_AS_LEDGER, MeteringEngine, agent_from_path
+from agenthood_mw.metering._engine import (
+    _SAME_AS_LEDGER,
+    RESERVED_TENANT_ERROR,
+    MeteringEngine,
+    agent_from_path,
+)
 from agenthood_mw.metering._meter import BudgetExhausted, _current
 
 __all__ = ["CostMeterMiddleware"]
 
+_UNSEEN: Any = object()
+_AGENT_CACHE_SIZE = 1024
 RUN_ID_HEADER = b"x-agenthood-run-id"
 COST_HEADER = b"x-agenthood-cost"
 
 
 def _default_agent(scope: Scope) -> str | None:
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return agent_from_path(path)
+    return agent_from_path(route_path(scope))
 
 
 def stop_error(exc: BudgetExhausted) -> HTTPError:
@@ -71,7 +74,14 @@ class CostMeterMiddleware:
             ``None`` disables spike checks. ``spike_rule`` tunes the rule.
         tokens_per_minute: per-user token rate (an int, or a ``RateLimiter``), stored in
             ``token_storage`` (``memory://`` or ``redis://...``).
-        agent: callable ``scope -> name | None``; default: ``{name}`` of ``/agents/{name}/run``.
+        agent: callable ``scope -> name | None``; default: ``{name}`` of ``/agents/{name}/run``
+            (the path relative to the mount point, ``root_path`` removed).
+        agents: the agent names the app declares. A resolved name outside this list is metered
+            with ``agent=None`` (no per-agent budget account, spend or thinking budget), so
+            made-up names in request paths cannot mint accounts. Required for
+            ``Budget(per="agent")``; ``None`` (default) attributes any resolved name.
+        max_budget_accounts: bound of the in-memory budget book (least recently used idle
+            accounts are evicted and re-seeded from the ledger when needed again).
         thinking_budget: default :class:`~agenthood_mw.ThinkingBudget` of every run;
             ``thinking_budgets`` maps agent names to their own.
         traces: trace store URL or object (default: the ledger's URL); ``None`` disables.
@@ -108,6 +118,8 @@ class CostMeterMiddleware:
         exempt_paths: Iterable[str] = (),
         opentelemetry: object = False,
         clock: Callable[[], float] | None = None,
+        agents: Iterable[str] | None = None,
+        max_budget_accounts: int = DEFAULT_MAX_ACCOUNTS,
     ) -> None:
         if agent is not None and not callable(agent):
             raise TypeError("agent: expected a callable taking the ASGI scope")
@@ -132,9 +144,14 @@ class CostMeterMiddleware:
             cost_header=cost_header,
             exempt_paths=exempt_paths,
             opentelemetry=opentelemetry,
+            agents=agents,
+            max_budget_accounts=max_budget_accounts,
             **extra,
         )
         self._exempt = self.engine.exempt
+        self._custom_agent = agent is not None
+        # route path -> resolved agent of the default resolver (bounded; paths repeat).
+        self._agent_cache: dict[str, str | None] = {}
 
     @property
     def ledger(self) -> Any:
@@ -156,17 +173,30 @@ class CostMeterMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                receive = self._lifespan_receive(receive)
+            await self.app(scope, receive, send)
             return
-        if kind not in ("http", "websocket") or (
-            self._exempt and scope.get("path", "") in self._exempt
-        ):
+        path = route_path(scope)
+        if self._exempt and path in self._exempt:
             await self.app(scope, receive, send)
             return
         engine = self.engine
         mscope = engine.scope_for(scope.get("user"))
-        agent = self._agent(scope)
+        if mscope is None:
+            await send_error(scope, send, RESERVED_TENANT_ERROR)
+            return
+        if self._custom_agent:
+            agent = engine.agent_for(self._agent(scope))
+        else:
+            cache = self._agent_cache
+            agent = cache.get(path, _UNSEEN)
+            if agent is _UNSEEN:
+                agent = engine.agent_for(agent_from_path(path))
+                if len(cache) >= _AGENT_CACHE_SIZE:
+                    cache.clear()
+                cache[path] = agent
         holds: tuple[Hold, ...] = ()
         if engine.budgets:
             admitted = await engine.admit_async(mscope, agent)
@@ -185,11 +215,11 @@ class CostMeterMiddleware:
                     engine.release(holds)
                 await send_error(scope, send, error)
                 return
-        meter = engine.open(mscope, agent, holds, scope.get("path"), tpm_key)
+        meter = engine.open(mscope, agent, holds, path, tpm_key)
         state = agenthood_state(scope)
         state["meter"] = meter
-        state["run_id"] = meter.run_id
-        run_header = (RUN_ID_HEADER, meter.run_id.encode())
+        state["run_id"] = run_id = meter.run_id
+        run_header = (RUN_ID_HEADER, run_id.encode())
         status: int | None = None
         started = False
         cost_header = engine.cost_header
@@ -202,7 +232,8 @@ class CostMeterMiddleware:
                 status = message["status"]
                 headers = [*message.get("headers", ()), run_header]
                 if cost_header:
-                    headers.append((COST_HEADER, format_nanos(meter.cost_nanos).encode()))
+                    nanos = meter.cost_nanos
+                    headers.append((COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"))
                 message = {**message, "headers": headers}
             elif mtype == "websocket.accept":
                 started = True

@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from agenthood_mw._core.budgets import Admission, BudgetBook, BudgetRule, Hold, Refusal
+from agenthood_mw._core.budgets import (
+    DEFAULT_MAX_ACCOUNTS,
+    Admission,
+    BudgetBook,
+    BudgetRule,
+    Hold,
+    Refusal,
+)
 from agenthood_mw._core.budgets import window_bounds as _bounds
 
 __all__ = ["BudgetStore", "MemoryBudgetStore", "RedisBudgetStore", "budget_store_from_url"]
@@ -46,8 +53,10 @@ class BudgetStore:
 class MemoryBudgetStore(BudgetStore):
     """Counters in this process (each worker process enforces its own view)."""
 
-    def __init__(self, rules: Sequence[BudgetRule], *, ttl: float) -> None:
-        self.book = BudgetBook(rules, ttl=ttl)
+    def __init__(
+        self, rules: Sequence[BudgetRule], *, ttl: float, max_accounts: int = DEFAULT_MAX_ACCOUNTS
+    ) -> None:
+        self.book = BudgetBook(rules, ttl=ttl, max_accounts=max_accounts)
         self._lock = threading.Lock()
 
     def missing(self, subjects: dict[str, str | None], now: float) -> list[Any]:
@@ -293,13 +302,19 @@ class RedisBudgetStore(BudgetStore):
 
 
 def budget_store_from_url(
-    url: str, rules: Sequence[BudgetRule], *, ttl: float, key_prefix: str = "agenthood:budget:"
+    url: str,
+    rules: Sequence[BudgetRule],
+    *,
+    ttl: float,
+    key_prefix: str = "agenthood:budget:",
+    max_accounts: int = DEFAULT_MAX_ACCOUNTS,
 ) -> BudgetStore:
-    """``memory://`` or ``redis://...`` / ``rediss://...``."""
+    """``memory://`` or ``redis://...`` / ``rediss://...`` (``max_accounts`` bounds the memory
+    book; Redis keys expire on their own)."""
     if not isinstance(url, str):
         raise TypeError("budget_storage: expected 'memory://' or a redis:// URL")
     if url == "memory://":
-        return MemoryBudgetStore(rules, ttl=ttl)
+        return MemoryBudgetStore(rules, ttl=ttl, max_accounts=max_accounts)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisBudgetStore(url, rules, ttl=ttl, key_prefix=key_prefix)
     raise ValueError(f"budget_storage: unsupported URL {url!r} (memory:// or redis://...)")

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from agenthood_mw._core.budgets import BudgetRule, Hold, Refusal
+from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS, BudgetRule, Hold, Refusal
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.paths import PathSet
 from agenthood_mw._core.pricing import format_nanos, seconds_ceil
-from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
 from agenthood_mw._core.spikes import SpikeRule
 from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw._errors import HTTPError
@@ -33,13 +33,32 @@ from agenthood_mw.metering._recorder import Recorder
 from agenthood_mw.metering._records import RunRecord
 from agenthood_mw.metering._traces import TraceStore, trace_store_from_url
 
-__all__ = ["ANONYMOUS_SCOPE", "MeteringEngine", "agent_from_path"]
+__all__ = ["ANONYMOUS_SCOPE", "RESERVED_TENANT_ERROR", "MeteringEngine", "agent_from_path"]
 
 logger = logging.getLogger("agenthood_mw.metering")
 
-#: Where requests without an authenticated identity are metered.
-ANONYMOUS_SCOPE = MemoryScope.operator(user="anonymous", tenant="agenthood.anonymous")
+#: Where requests without an authenticated identity are metered. Its tenant is reserved:
+#: ``MemoryScope.for_identity`` refuses identities claiming it, so no token shares this scope.
+ANONYMOUS_SCOPE = MemoryScope.operator(user="anonymous", tenant=ANONYMOUS_TENANT)
 _SAME_AS_LEDGER = "same-as-ledger"
+
+#: Identities that claim the reserved anonymous tenant are refused before anything is metered.
+RESERVED_TENANT_ERROR = HTTPError(
+    403,
+    "reserved_tenant",
+    f"the tenant {ANONYMOUS_TENANT!r} is reserved for unauthenticated requests",
+)
+
+
+def _agent_names(agents: object) -> frozenset[str] | None:
+    if agents is None:
+        return None
+    if isinstance(agents, str | bytes) or not isinstance(agents, Iterable):
+        raise TypeError("agents: expected a collection of agent names (or None)")
+    names = frozenset(agents)
+    if not all(isinstance(n, str) and n for n in names):
+        raise TypeError("agents: every agent name must be a non-empty string")
+    return names
 
 
 def agent_from_path(path: str) -> str | None:
@@ -74,7 +93,10 @@ class MeteringEngine:
         exempt_paths: Iterable[str] = (),
         opentelemetry: object = False,
         clock: Callable[[], float] = time.time,
+        agents: Iterable[str] | None = None,
+        max_budget_accounts: int = DEFAULT_MAX_ACCOUNTS,
     ) -> None:
+        self.agents = _agent_names(agents)
         if isinstance(prices, Mapping):
             prices = PriceTable(prices)
         if not isinstance(prices, PriceTable):
@@ -98,12 +120,18 @@ class MeteringEngine:
         if not all(isinstance(b, Budget) for b in budget_list):
             raise TypeError("budgets: every item must be an agenthood_mw.Budget")
         self.budgets = tuple(budget_list)
+        if self.agents is None and any(b.per == "agent" for b in budget_list):
+            raise ValueError(
+                "agents: a per='agent' Budget needs agents=[...] (the agent names the app "
+                "declares), so that names taken from request paths cannot mint budget accounts"
+            )
         ttl = parse_duration(reservation_ttl, option="reservation_ttl")
         self.budget_store = budget_store_from_url(
             budget_storage,
             [b.rule(i) for i, b in enumerate(budget_list)],
             ttl=ttl,
             key_prefix=budget_key_prefix,
+            max_accounts=max_budget_accounts,
         )
         if thinking_budget is not None and not isinstance(thinking_budget, ThinkingBudget):
             raise TypeError("thinking_budget: expected a ThinkingBudget")
@@ -148,18 +176,32 @@ class MeteringEngine:
         self.recorder = Recorder(self.ledger, self.traces, monitor, make_exporter(opentelemetry))
 
     # -- identity and attribution ------------------------------------------------------------
-    def scope_for(self, identity: object) -> MemoryScope:
-        """The caller's scope (memoised per (tenant, user): minting validates every time)."""
+    def scope_for(self, identity: object) -> MemoryScope | None:
+        """The caller's scope (memoised per (tenant, user): minting validates every time).
+
+        Unauthenticated requests get :data:`ANONYMOUS_SCOPE`; ``None`` means the identity
+        claims the reserved anonymous tenant and must be refused (:data:`RESERVED_TENANT_ERROR`).
+        """
         if isinstance(identity, Identity) and identity.is_authenticated:
             key = (identity.tenant, identity.user_id)
             scope = self._scopes.get(key)
             if scope is None:
+                if identity.tenant == ANONYMOUS_TENANT:
+                    return None
                 scope = MemoryScope.for_identity(identity)
                 if len(self._scopes) >= 10_000:
                     self._scopes.clear()
                 self._scopes[key] = scope
             return scope
         return ANONYMOUS_SCOPE
+
+    def agent_for(self, name: object) -> str | None:
+        """The agent a request is attributed to: ``name`` when the app declares it (``agents=``;
+        any non-empty name when no list was given), else ``None``."""
+        if type(name) is not str or not name:
+            return None
+        agents = self.agents
+        return name if agents is None or name in agents else None
 
     def _subjects(self, scope: MemoryScope, agent: str | None) -> dict[str, str | None]:
         return {p: subject_of(p, scope, agent) for p in ("user", "agent", "tenant")}

@@ -172,9 +172,12 @@ class MemoryLedger(Ledger):
         self._daily: dict[tuple[str, str, int], int] = {}
         self._first: dict[tuple[str, str], int] = {}
         self._alerts: set[tuple[str, str, int]] = set()
+        # (per, subject) -> {event key: (ts, nanos)}: budget seeds read one subject's events.
+        self._by_subject: dict[tuple[str, str], dict[tuple[str, str], tuple[float, int]]] = {}
 
     def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
         out = []
+        events, daily, first, index = self._events, self._daily, self._first, self._by_subject
         with self._lock:
             self._runs += len(runs)
             for run in runs:
@@ -182,43 +185,39 @@ class MemoryLedger(Ledger):
                     out.append(0)
                     continue
                 key = run.scope.storage_key
+                agent, tenant = run.agent, run.tenant
+                subjects = [("user", key)]
+                if agent is not None:
+                    subjects.append(("agent", agent))
+                if tenant is not None:
+                    subjects.append(("tenant", tenant))
                 new = 0
                 for ev in run.usage:
                     ek = (key, ev.event_key)
-                    if ek in self._events:
+                    if ek in events:
                         continue
-                    self._events[ek] = (ev, run.agent, run.tenant)
-                    new += ev.cost_nanos
-                    day = day_of(ev.ts)
-                    for per, subject in (
-                        ("user", key),
-                        ("agent", run.agent),
-                        ("tenant", run.tenant),
-                    ):
-                        if subject is None:
-                            continue
-                        dk = (per, subject, day)
-                        self._daily[dk] = self._daily.get(dk, 0) + ev.cost_nanos
-                        first = self._first.get((per, subject))
-                        if first is None or day < first:
-                            self._first[(per, subject)] = day
+                    events[ek] = (ev, agent, tenant)
+                    nanos, ts = ev.cost_nanos, ev.ts
+                    new += nanos
+                    day = day_of(ts)
+                    for sk in subjects:
+                        dk = (sk[0], sk[1], day)
+                        daily[dk] = daily.get(dk, 0) + nanos
+                        if first.get(sk, day) >= day:
+                            first[sk] = day
+                        bucket = index.get(sk)
+                        if bucket is None:
+                            bucket = index[sk] = {}
+                        bucket[ek] = (ts, nanos)
                 out.append(new)
         return out
 
-    def _matches(
-        self, per: str, subject: str, key: str, agent: str | None, tenant: str | None
-    ) -> bool:
-        if per == "user":
-            return key == subject
-        return (agent if per == "agent" else tenant) == subject
-
     def spend_between(self, per: Per, subject: str, since: float, until: float) -> int:
         with self._lock:
-            return sum(
-                ev.cost_nanos
-                for (key, _), (ev, agent, tenant) in self._events.items()
-                if since <= ev.ts < until and self._matches(per, subject, key, agent, tenant)
-            )
+            index = self._by_subject.get((per, subject))
+            if not index:
+                return 0
+            return sum(n for ts, n in index.values() if since <= ts < until)
 
     def history(self, per: Per, subject: str, today: int, days: int) -> History:
         with self._lock:
@@ -239,11 +238,8 @@ class MemoryLedger(Ledger):
     ) -> list[UsageEvent]:
         lo, hi = since or 0.0, until or float("inf")
         with self._lock:
-            rows = [
-                ev
-                for (key, _), (ev, _a, _t) in self._events.items()
-                if key == scope_key and lo <= ev.ts < hi
-            ]
+            index = self._by_subject.get(("user", scope_key), {})
+            rows = [self._events[ek][0] for ek, (ts, _n) in index.items() if lo <= ts < hi]
         rows.sort(key=lambda e: e.ts, reverse=True)
         return rows[:limit]
 
@@ -268,12 +264,14 @@ class MemoryLedger(Ledger):
 
     def _erase(self, scope_key: str) -> int:
         with self._lock:
-            keys = [k for k in self._events if k[0] == scope_key]
+            keys = list(self._by_subject.pop(("user", scope_key), {}))
             for k in keys:
                 ev, agent, tenant = self._events.pop(k)
                 for dk in (("agent", agent, day_of(ev.ts)), ("tenant", tenant, day_of(ev.ts))):
                     if dk[1] is not None and dk in self._daily:
                         self._daily[dk] -= ev.cost_nanos
+                    if dk[1] is not None:
+                        self._by_subject.get((dk[0], dk[1]), {}).pop(k, None)
             for dk in [k for k in self._daily if k[0] == "user" and k[1] == scope_key]:
                 del self._daily[dk]
             self._first.pop(("user", scope_key), None)

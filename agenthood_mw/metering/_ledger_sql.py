@@ -116,7 +116,7 @@ class SQLLedger(Ledger):
                      ev.cached_input_tokens, ev.reasoning_tokens,
                      ev.cache_creation_input_tokens, ev.cost_nanos)
                 )  # fmt: skip
-        counts = self._db.write([(_INSERT_EVENT, events), (_INSERT_RUN, run_rows)])[0]
+        counts = self._db.write([(_INSERT_EVENT, events)], bulk=[(_INSERT_RUN, run_rows)])[0]
         new = [0] * len(runs)
         for owner, row, inserted in zip(owners, events, counts, strict=True):
             if inserted > 0:

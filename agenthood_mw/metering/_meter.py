@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,11 @@ from agenthood_mw.metering._records import RunRecord, Totals, UsageEvent, json_s
 from agenthood_mw.metering._usage import usage_of
 
 __all__ = ["BudgetExhausted", "Meter", "current_meter", "reset_meter", "set_meter"]
+
+logger = logging.getLogger("agenthood_mw.metering")
+
+#: ``BudgetExhausted.reason`` of usage reported to a meter whose run is already finished.
+RUN_FINISHED = "run_finished"
 
 #: Trace events kept per run; later ones are counted but not stored (a looping agent).
 MAX_TRACE_EVENTS = 2000
@@ -68,11 +74,16 @@ def current_meter() -> Meter:
 
 
 def set_meter(meter: Meter) -> Token[Meter | None]:
-    """Bind ``meter`` to the current context (the middleware does this)."""
+    """Bind ``meter`` as ``current_meter()`` in the current context (the middleware does this;
+    so does code that runs a model call for a run outside the request's context).
+
+    Returns the token to pass to :func:`reset_meter`.
+    """
     return _current.set(meter)
 
 
 def reset_meter(token: Token[Meter | None]) -> None:
+    """Undo the :func:`set_meter` that returned ``token``."""
     _current.reset(token)
 
 
@@ -81,7 +92,8 @@ class BudgetExhausted(Exception):
 
     Attributes:
         reason: ``"budget_exhausted:steps"``, ``":tokens"``, ``":cost"``, ``":seconds"`` (thinking
-            budget) or ``"budget_exhausted:budget"`` (a hard ``Budget`` ran out mid-run).
+            budget), ``"budget_exhausted:budget"`` (a hard ``Budget`` ran out mid-run) or
+            ``"run_finished"`` (the meter was already finished: the run is over).
         retry_after: seconds until the hard budget's window resets (``None`` for thinking
             budgets).
     """
@@ -120,6 +132,7 @@ class Meter:
     _usage: tuple[UsageEvent, ...] | list[UsageEvent] = ()
     _events: tuple[dict[str, Any] | UsageEvent, ...] | list[dict[str, Any] | UsageEvent] = ()
     _dropped = 0
+    _closed = False
     _holds: tuple[Any, ...] = ()  # budget reservations (set by the metering engine)
     _in = _out = _cached = _reasoning = _nanos = 0
     _steps = _tools = 0
@@ -192,8 +205,11 @@ class Meter:
         """Raise :class:`BudgetExhausted` if another step or model call must not start.
 
         Call it before each step and each model call. The stop reason is kept in
-        :attr:`stop_reason` and in the trace.
+        :attr:`stop_reason` and in the trace. After :meth:`finish` it always raises (reason
+        ``"run_finished"``).
         """
+        if self._closed:
+            raise BudgetExhausted(RUN_FINISHED)
         tb = self.thinking_budget
         if tb is not None:
             with self._lock:
@@ -249,6 +265,11 @@ class Meter:
         writes ``cache_creation_input_tokens`` are subsets of it); ``reasoning_tokens`` is a
         subset of ``output_tokens``. ``cost`` overrides the price table (a provider-reported
         cost). A repeated ``idempotency_key`` is counted once (here and in the ledger).
+
+        Raises:
+            BudgetExhausted: with reason ``"run_finished"`` after :meth:`finish`: the run's
+                record is frozen, so the usage is logged as an error (run id, model, tokens,
+                cost) and must not be reported as metered.
         """
         if type(model) is not str or not model:
             raise ValueError("record(): model must be a non-empty string")
@@ -267,6 +288,15 @@ class Meter:
                 cache_creation_input_tokens=cache_creation_input_tokens,
             )
             raise ValueError("record(): invalid token counts")  # pragma: no cover
+        if self._closed:  # checked again under the lock (a concurrent finish())
+            counts = (
+                input_tokens,
+                output_tokens,
+                cached_input_tokens,
+                reasoning_tokens,
+                cache_creation_input_tokens,
+            )
+            self._late(model, provider, counts, None if cost is None else str(cost))
         if cost is None:
             nanos = cost_nanos_of(
                 self.prices.price(model, provider),
@@ -285,6 +315,9 @@ class Meter:
         ):
             raise ValueError("record(): idempotency_key must be a non-empty string")
         with self._lock:
+            if self._closed:
+                counts = (input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, 0)
+                self._late(model, provider, counts, nanos_to_decimal(nanos))
             if idempotency_key is not None:
                 if self._keys is None:
                     self._keys = {}
@@ -326,6 +359,30 @@ class Meter:
             else:
                 self._dropped += 1
         return nanos_to_decimal(nanos)
+
+    def _late(
+        self,
+        model: str,
+        provider: str | None,
+        counts: tuple[int, int, int, int, int],
+        cost: Decimal | str | None,
+    ) -> None:
+        if cost is None:
+            cost = "unpriced"
+            if model in self.prices:
+                cost = nanos_to_decimal(cost_nanos_of(self.prices.price(model, provider), *counts))
+        logger.error(
+            "usage reported after run %s finished (%s): model=%r provider=%r input_tokens=%d "
+            "output_tokens=%d cost=%s was not metered",
+            self.run_id,
+            RUN_FINISHED,
+            model,
+            provider,
+            counts[0],
+            counts[1],
+            cost,
+        )
+        raise BudgetExhausted(RUN_FINISHED)
 
     def record_response(
         self,
@@ -406,9 +463,17 @@ class Meter:
     def elapsed(self) -> float:
         return self._mono() - self._t0
 
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`finish` has run: :meth:`record` and :meth:`check_budget` then
+        raise :class:`BudgetExhausted` (``"run_finished"``)."""
+        return self._closed
+
     def finish(self, *, status: int | None = None) -> RunRecord:
-        """Freeze the run into a :class:`RunRecord` (the middleware calls this once)."""
+        """Freeze the run into a :class:`RunRecord` (the middleware calls this once) and close
+        the meter: usage reported later is refused and logged, never silently dropped."""
         with self._lock:
+            self._closed = True
             events = tuple(self._events)
             if self._dropped:
                 events += ({"type": "truncated", "dropped": self._dropped},)

@@ -37,12 +37,18 @@ class Recorder:
         exporter: Callable[[RunRecord], None] | None,
         *,
         batch_size: int = 200,
+        linger: float = 0.02,
     ) -> None:
         self.ledger = ledger
         self.traces = traces
         self.monitor = monitor
         self.exporter = exporter
         self.batch_size = batch_size
+        # The writer waits up to this long for a batch to fill (a flush or close ends the wait):
+        # one transaction and one thread wake-up per batch instead of per request.
+        self.linger = linger
+        self._idle = False  # the writer waits for work: only then does submit() notify
+        self._urgent = 0  # flush() callers waiting: the writer must not linger
         self.inline = not ledger.blocking and (traces is None or not traces.blocking)
         self._queue: deque[RunRecord] = deque()
         self._cond = threading.Condition()
@@ -75,16 +81,28 @@ class Recorder:
                     target=self._run, name="agenthood-meter-writer", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify_all()
+            if self._idle:
+                self._idle = False
+                self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
+                    self._idle = True
                     self._cond.wait()
+                self._idle = False
                 if not self._queue and self._closed:
                     self._thread = None
                     return
+                if (
+                    len(self._queue) < self.batch_size
+                    and not self._closed
+                    and not self._urgent
+                    and self.linger > 0
+                ):
+                    # Let the batch fill; submit() does not notify meanwhile, flush() does.
+                    self._cond.wait(self.linger)
                 batch = [
                     self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
                 ]
@@ -144,11 +162,16 @@ class Recorder:
         """Wait until every submitted run is written; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._pending:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+            self._urgent += 1
+            try:
+                self._cond.notify_all()  # a lingering writer writes now
+                while self._pending:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._urgent -= 1
         return True
 
     def close(self, timeout: float | None = 30.0) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
 
 from agenthood_mw._core.pricing import format_nanos, nanos_to_decimal
@@ -12,6 +14,8 @@ from agenthood_mw._core.scope import MemoryScope
 __all__ = ["RunRecord", "Totals", "UsageEvent", "json_safe"]
 
 _MAX_TEXT = 4096
+# One encoder for every trace (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
@@ -151,4 +155,36 @@ class RunRecord(NamedTuple):
         return [e.as_trace_event() if isinstance(e, UsageEvent) else e for e in self.events]
 
     def trace_json(self) -> str:
-        return json.dumps(self.trace(), separators=(",", ":"), default=str)
+        """:meth:`trace` as compact JSON (written by the SQL trace stores' writer thread).
+
+        Assembled field by field -- the same document ``json.dumps`` would produce, at a
+        fraction of its cost per run; the events list still goes through the JSON encoder.
+        """
+        started, ended = self.started_at, self.ended_at
+        if not (_finite_number(started) and _finite_number(ended)):
+            return _ENCODER.encode(self.trace())
+        t = self.totals
+        events = self.events
+        status = self.status
+        return (
+            f'{{"runId":{_quote(self.run_id)},"memoryScope":{_quote(self.scope.label)},'
+            f'"agent":{_text(self.agent)},"path":{_text(self.path)},'
+            f'"startedAt":{started!r},"endedAt":{ended!r},'
+            f'"status":{"null" if status is None else format(status, "d")},'
+            f'"stopReason":{_text(self.stop_reason)},"error":{_text(self.error)},'
+            f'"totals":{{"inputTokens":{t.input_tokens:d},"outputTokens":{t.output_tokens:d},'
+            f'"cachedInputTokens":{t.cached_input_tokens:d},'
+            f'"reasoningTokens":{t.reasoning_tokens:d},"totalCost":{_quote(t.cost_text)},'
+            f'"steps":{t.steps:d},"toolCalls":{t.tool_calls:d},"modelCalls":{t.model_calls:d}}},'
+            f'"events":{_ENCODER.encode(self.event_dicts()) if events else "[]"}}}'
+        )
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(str(value))
+
+
+def _finite_number(value: object) -> bool:
+    if type(value) is int:
+        return True
+    return type(value) is float and math.isfinite(value)

@@ -69,8 +69,17 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def write(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> list[list[int]]:
-        """Run ``(sql, rows)`` pairs in one transaction; return each row's rowcount."""
+    def write(
+        self,
+        statements: Iterable[tuple[str, Sequence[Sequence[Any]]]],
+        *,
+        bulk: Iterable[tuple[str, Sequence[Sequence[Any]]]] = (),
+    ) -> list[list[int]]:
+        """Run ``(sql, rows)`` pairs in one transaction; return each row's rowcount.
+
+        ``bulk`` pairs run after them in the same transaction with ``executemany`` (no
+        per-row counts: for rows whose insertion count nobody needs).
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -95,7 +104,12 @@ class SQLiteDatabase(Database):
         with self._lock:
             return self._conn.execute(self.sql(sql), tuple(params)).fetchall()
 
-    def write(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> list[list[int]]:
+    def write(
+        self,
+        statements: Iterable[tuple[str, Sequence[Sequence[Any]]]],
+        *,
+        bulk: Iterable[tuple[str, Sequence[Sequence[Any]]]] = (),
+    ) -> list[list[int]]:
         counts = []
         with self._lock:
             cur = self._conn.cursor()
@@ -104,6 +118,9 @@ class SQLiteDatabase(Database):
                 for sql, rows in statements:
                     text = self.sql(sql)
                     counts.append([cur.execute(text, tuple(r)).rowcount for r in rows])
+                for sql, rows in bulk:
+                    if rows:
+                        cur.executemany(self.sql(sql), rows)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -149,7 +166,12 @@ class PostgresDatabase(Database):
             rows: list[tuple[Any, ...]] = conn.execute(self.sql(sql), tuple(params)).fetchall()
             return rows
 
-    def write(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> list[list[int]]:
+    def write(
+        self,
+        statements: Iterable[tuple[str, Sequence[Sequence[Any]]]],
+        *,
+        bulk: Iterable[tuple[str, Sequence[Sequence[Any]]]] = (),
+    ) -> list[list[int]]:
         counts = []
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             for sql, rows in statements:
@@ -159,6 +181,9 @@ class PostgresDatabase(Database):
                     cur.execute(text, tuple(r))
                     per_row.append(cur.rowcount)
                 counts.append(per_row)
+            for sql, rows in bulk:
+                if rows:
+                    cur.executemany(self.sql(sql), rows)
         return counts
 
     def script(self, sql: str) -> None:

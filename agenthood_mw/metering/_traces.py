@@ -218,13 +218,14 @@ class _SQLTraceStore(TraceStore):
             for r in runs
         ]
         self._db.write(
-            [
+            (),
+            bulk=[
                 (
                     "INSERT INTO {t}traces (scope_key, run_id, started_at, ended_at, agent, data) "
                     "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                     rows,
                 )
-            ]
+            ],
         )
 
     def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS
 from agenthood_mw._core.spikes import SpikeRule
 from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw._errors import HTTPError
-from agenthood_mw._wsgi import WSGIApp, agenthood_state, send_error
+from agenthood_mw._wsgi import WSGIApp, agenthood_state, route_path, send_error
 from agenthood_mw.metering._asgi import stop_error
 from agenthood_mw.metering._budget import Budget
-from agenthood_mw.metering._engine import _SAME_AS_LEDGER, MeteringEngine, agent_from_path
+from agenthood_mw.metering._engine import (
+    _SAME_AS_LEDGER,
+    RESERVED_TENANT_ERROR,
+    MeteringEngine,
+    agent_from_path,
+)
 from agenthood_mw.metering._meter import BudgetExhausted, _current, set_meter
 
 if TYPE_CHECKING:
@@ -23,7 +29,7 @@ IDENTITY_KEY = "agenthood.identity"
 
 
 def _default_agent(environ: WSGIEnvironment) -> str | None:
-    return agent_from_path(environ.get("PATH_INFO", "") or "")
+    return agent_from_path(route_path(environ))
 
 
 class _Body:
@@ -80,6 +86,8 @@ class CostMeterMiddleware:
         exempt_paths: Iterable[str] = (),
         opentelemetry: object = False,
         clock: Callable[[], float] | None = None,
+        agents: Iterable[str] | None = None,
+        max_budget_accounts: int = DEFAULT_MAX_ACCOUNTS,
     ) -> None:
         if agent is not None and not callable(agent):
             raise TypeError("agent: expected a callable taking the WSGI environ")
@@ -104,6 +112,8 @@ class CostMeterMiddleware:
             cost_header=cost_header,
             exempt_paths=exempt_paths,
             opentelemetry=opentelemetry,
+            agents=agents,
+            max_budget_accounts=max_budget_accounts,
             **extra,
         )
 
@@ -125,10 +135,13 @@ class CostMeterMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine
-        if (environ.get("PATH_INFO", "") or "/") in engine.exempt:
+        path = route_path(environ)
+        if path in engine.exempt:
             return self.app(environ, start_response)
         mscope = engine.scope_for(environ.get(IDENTITY_KEY))
-        agent = self._agent(environ)
+        if mscope is None:
+            return send_error(start_response, RESERVED_TENANT_ERROR)
+        agent = engine.agent_for(self._agent(environ))
         admitted = engine.admit(mscope, agent)
         if isinstance(admitted, HTTPError):
             return send_error(start_response, admitted)
@@ -138,7 +151,7 @@ class CostMeterMiddleware:
             if error is not None:
                 engine.release(admitted)
                 return send_error(start_response, error)
-        meter = engine.open(mscope, agent, admitted, environ.get("PATH_INFO"), tpm_key)
+        meter = engine.open(mscope, agent, admitted, path, tpm_key)
         state = agenthood_state(environ)
         state["meter"] = meter
         state["run_id"] = meter.run_id
@@ -167,7 +180,9 @@ class CostMeterMiddleware:
                 raise
             error = stop_error(exc)
             status[0] = error.status
-            return _Body(send_error(start_response, error), done)
+            body = send_error(start_response, error)
+            done()  # nothing of the app runs any more: settle now (and unbind the meter)
+            return body
         except BaseException as exc:
             meter.record_error(exc)
             done()

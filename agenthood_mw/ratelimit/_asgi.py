@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import agenthood_state, send_error
+from agenthood_mw._asgi import agenthood_state, route_path, send_error
 from agenthood_mw._core.ratelimit import UNAVAILABLE, RateLimitRule
 from agenthood_mw._identity import Identity
 from agenthood_mw.ratelimit._base import RateLimitBase
@@ -39,7 +39,9 @@ class RateLimitMiddleware(RateLimitBase):
         key: ``key(scope) -> str | None`` replacing the default key; ``None`` = not limited.
         cost: ``cost(scope) -> int``, the request's weight (default 1).
         trusted_proxies: addresses/networks whose ``X-Forwarded-For`` is believed.
-        exempt_paths: paths never limited (``"/health"``, ``"/static/*"``).
+        exempt_paths: paths never limited (``"/health"``, ``"/static/*"``). Paths here and in
+            rule templates are relative to the app: a mount prefix (``root_path``) is not
+            part of them.
         fail_open: when the storage fails, admit (``True``) or answer 503 (``False``).
         headers: add ``RateLimit-Policy`` / ``RateLimit`` to responses.
         legacy_headers: also add ``X-RateLimit-Limit/Remaining/Reset``.
@@ -115,7 +117,7 @@ class RateLimitMiddleware(RateLimitBase):
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        if self.has_exempt and scope["path"] in self.exempt:
+        if self.has_exempt and route_path(scope) in self.exempt:
             await self.app(scope, receive, send)
             return
         user = scope.get("user")
@@ -162,7 +164,8 @@ class RateLimitMiddleware(RateLimitBase):
             rules = [only]
             outcomes = [o]
         else:
-            rules, items = self.items(scope.get("method", "GET"), scope["path"], ident, cost)
+            method = scope.get("method", "GET")
+            rules, items = self.items(method, route_path(scope), ident, cost)
             if not rules:
                 await self.app(scope, receive, send)
                 return

@@ -151,13 +151,17 @@ def redis_options(
     default can be overridden through ``options``.
     """
     opts = dict(options or {})
-    if storage.startswith(_HA_SCHEMES):
+    if storage.startswith("redis+cluster://"):
+        # Unchanged here: the limits window strategies rely on redis-py's retries to survive
+        # its asyncio cluster client's lazy-initialization race. RedisGCRA initializes the
+        # client before use and then applies the fail-fast defaults (``_cluster_options``).
+        return opts
+    if storage.startswith("redis+sentinel://"):
         opts.pop("pool_timeout", None)  # not a client option: RedisGCRA's bound uses it
         _fail_fast(opts, asyncio=asyncio)
-        if storage.startswith("redis+sentinel://"):
-            sentinel_kwargs = dict(opts.get("sentinel_kwargs") or {})
-            _fail_fast(sentinel_kwargs, asyncio=asyncio)
-            opts["sentinel_kwargs"] = sentinel_kwargs
+        sentinel_kwargs = dict(opts.get("sentinel_kwargs") or {})
+        _fail_fast(sentinel_kwargs, asyncio=asyncio)
+        opts["sentinel_kwargs"] = sentinel_kwargs
         return opts
     if not storage.startswith(("redis://", "rediss://", "redis+unix://")):
         return opts
@@ -197,6 +201,14 @@ def _fail_fast(opts: dict[str, Any], *, asyncio: bool) -> None:
             from redis.retry import Retry
 
             opts["retry"] = Retry(NoBackoff(), 0)
+
+
+def _cluster_options(options: Mapping[str, Any], *, asyncio: bool) -> dict[str, Any]:
+    """``redis+cluster://`` options for :class:`RedisGCRA`: the fail-fast defaults."""
+    opts = dict(options)
+    opts.pop("pool_timeout", None)
+    _fail_fast(opts, asyncio=asyncio)
+    return opts
 
 
 def _import_redis() -> Any:
@@ -330,6 +342,8 @@ class RedisGCRA:
         from limits.storage import storage_from_string
 
         opts = redis_options(self._uri, self._options, asyncio=True)
+        if self._uri.startswith("redis+cluster://"):
+            opts = _cluster_options(opts, asyncio=True)
         self._async_storage = storage_from_string(
             "async+" + self._uri, implementation="redispy", key_prefix=self._prefix, **opts
         )
@@ -341,6 +355,8 @@ class RedisGCRA:
         from limits.storage import storage_from_string
 
         opts = redis_options(self._uri, self._options, asyncio=False)
+        if self._uri.startswith("redis+cluster://"):
+            opts = _cluster_options(opts, asyncio=False)
         self._sync_storage = storage_from_string(self._uri, key_prefix=self._prefix, **opts)
         return self._sync_storage.get_connection().register_script(GCRA_SCRIPT)
 

@@ -40,6 +40,14 @@ class LimitsWindows:
         from limits.errors import StorageError
         from limits.storage import MemoryStorage
 
+        if storage.startswith("redis+cluster://"):
+            # limits' asyncio cluster storage races in redis-py's lazy slot discovery when
+            # concurrent first requests arrive (raw AttributeError, seen in
+            # tests/ratelimit/test_topologies.py); refuse rather than answer 500 under load.
+            raise ValueError(
+                f"strategy: {strategy!r} is not supported on redis+cluster:// storage; "
+                "use the default strategy='gcra' (one atomic script per request)"
+            )
         self._class_name = _STRATEGIES[strategy]
         self._uri = storage
         self._prefix = key_prefix

@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from agenthood_mw._core.ratelimit import UNAVAILABLE, RateLimitRule
-from agenthood_mw._wsgi import WSGIApp, agenthood_state, send_error
+from agenthood_mw._wsgi import WSGIApp, agenthood_state, route_path, send_error
 from agenthood_mw.ratelimit._base import RateLimitBase
 from agenthood_mw.ratelimit._limiter import DEFAULT_KEY_PREFIX
 from agenthood_mw.ratelimit._memory import DEFAULT_MAX_KEYS
@@ -90,7 +90,7 @@ class RateLimitMiddleware(RateLimitBase):
         return self.address_key(peer or "unknown")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO") or "/"
+        path = route_path(environ)
         if self.has_exempt and path in self.exempt:
             return self.app(environ, start_response)
         ident = self._key(environ)

@@ -21,7 +21,9 @@ import pytest
 
 class LLMServer:
     """State shared with the handler: ``mode`` is ``"ok"``, an int status, ``"hang"`` or
-    ``"garbage"``; ``requests`` records every parsed request body."""
+    ``"garbage"``; ``requests`` records every parsed request body. ``answer_model`` replaces the
+    requested model name in answers (OpenAI answers ``gpt-4o-mini`` with a dated snapshot);
+    ``stream_usage=False`` streams without the final usage event."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -32,6 +34,8 @@ class LLMServer:
         self.prompt_tokens = 31
         self.completion_tokens = 9
         self.cached_tokens = 5
+        self.answer_model: str | None = None
+        self.stream_usage = True
         self.url = ""
 
     @property
@@ -79,6 +83,7 @@ def _handler(state: LLMServer) -> type[BaseHTTPRequestHandler]:
                 return
             last = body["messages"][-1]["content"]
             text = f"{state.name} says: {last}"
+            model = state.answer_model or body["model"]
             usage = {
                 "prompt_tokens": state.prompt_tokens,
                 "completion_tokens": state.completion_tokens,
@@ -92,18 +97,20 @@ def _handler(state: LLMServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 for word in text.split(" "):
                     event = {
-                        "model": body["model"],
+                        "model": model,
                         "choices": [{"index": 0, "delta": {"content": word + " "}}],
                     }
                     self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                final = {"model": body["model"], "choices": [], "usage": usage}
-                self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+                if state.stream_usage:
+                    final: dict[str, Any] = {"model": model, "choices": [], "usage": usage}
+                    self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
                 self.close_connection = True
                 return
             answer = {
                 "id": "chatcmpl-test",
                 "object": "chat.completion",
-                "model": body["model"],
+                "model": model,
                 "choices": [
                     {
                         "index": 0,

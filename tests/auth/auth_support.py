@@ -69,8 +69,7 @@ def starlette_app() -> Any:
 def fastapi_app() -> Any:
     app = FastAPI()
 
-    @app.get("/me")
-    @app.post("/me")
+    @app.api_route("/me", methods=["GET", "POST", "OPTIONS"])
     def me(request: Request) -> dict[str, Any]:
         body = describe(request.user, current_identity(), asgi_state(request.scope)["identity"])
         body["auth_scopes"] = sorted(request.auth.scopes)

@@ -60,6 +60,25 @@ def test_create_validates(store: Any) -> None:
         create_api_key({}, user_id="a")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("user_id", "Ame\u0301lie", "NFC"),
+        ("user_id", "\ue000", "control or invalid character"),
+        ("user_id", "u" * 257, "longer than 256"),
+        ("tenant", "\u0378", "control or invalid character"),
+        ("tenant", "acme\ud800", "control or invalid character"),
+    ],
+)
+def test_create_refuses_ids_that_cannot_name_a_memory_scope(
+    store: Any, option: str, value: str, problem: str
+) -> None:
+    args: dict[str, Any] = {"user_id": "alice", option: value}
+    with pytest.raises(ValueError, match=f"^{option}: .*memory scope.*{problem}"):
+        create_api_key(store, **args)
+    assert store.list() == []  # nothing stored
+
+
 def test_sqlite_stores_only_hashes(tmp_path: Path) -> None:
     path = tmp_path / "keys.db"
     store = SQLiteKeyStore(path)

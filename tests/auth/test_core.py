@@ -246,3 +246,117 @@ def test_signed_arbitrary_claims_verify_or_fail_cleanly(claims: dict[str, object
     except InvalidCredential:
         return
     assert identity.user_id == claims["sub"] and identity.is_authenticated
+
+
+# --- subjects must be usable as MemoryScope parts ---------------------------------------------
+
+BAD_SCOPE_IDS = {
+    "not NFC (e + combining acute)": "Ame\u0301lie",
+    "private use": "\ue000",
+    "unassigned": "\u0378",
+    "lone surrogate": "al\ud800ice",
+    "format character (zero-width joiner)": "ali\u200dce",
+    "line separator": "a\u2028b",
+    "257 characters": "u" * 257,
+}
+
+
+def _time_claims(**extra: object) -> dict[str, object]:
+    return {"iat": 1000, "exp": 2000, "sub": "alice", **extra}
+
+
+@pytest.mark.parametrize("value", sorted(BAD_SCOPE_IDS.values()), ids=sorted(BAD_SCOPE_IDS))
+@pytest.mark.parametrize("claim", ["sub", "tenant", "uid"])
+def test_jwt_subject_that_cannot_name_a_scope_is_invalid(claim: str, value: str) -> None:
+    from agenthood_mw._core.jwt import JWTSettings
+
+    settings = JWTSettings(algorithms=("HS256",), user_claim="uid" if claim == "uid" else "sub")
+    claims = {**_time_claims(uid="alice"), claim: value}
+    with pytest.raises(InvalidCredential):
+        settings.identity(claims)
+
+
+def test_jwt_subject_at_the_limits_is_accepted() -> None:
+    from agenthood_mw._core.jwt import JWTSettings
+    from agenthood_mw._core.scope import MemoryScope
+
+    settings = JWTSettings(algorithms=("HS256",))
+    for sub, tenant in [("u" * 256, "t" * 256), ("Amélie", "café"), ("用户", None)]:
+        identity = settings.identity(_time_claims(sub=sub, tenant=tenant))
+        assert (identity.user_id, identity.tenant) == (sub, tenant)
+        assert MemoryScope.for_identity(identity).user == sub
+
+
+@given(st.text(max_size=40), st.one_of(st.none(), st.text(max_size=40)))
+def test_every_accepted_jwt_identity_has_a_memory_scope(sub: str, tenant: str | None) -> None:
+    from agenthood_mw._core.jwt import JWTSettings
+    from agenthood_mw._core.scope import MemoryScope
+
+    settings = JWTSettings(algorithms=("HS256",))
+    try:
+        identity = settings.identity(_time_claims(sub=sub, tenant=tenant))
+    except InvalidCredential:
+        return
+    scope = MemoryScope.for_identity(identity)  # never raises for an accepted identity
+    assert (scope.user, scope.tenant) == (sub, tenant)
+
+
+@pytest.mark.parametrize("value", sorted(BAD_SCOPE_IDS.values()), ids=sorted(BAD_SCOPE_IDS))
+@pytest.mark.parametrize("option", ["user_id", "tenant"])
+def test_api_key_for_an_id_that_cannot_name_a_scope_is_refused(option: str, value: str) -> None:
+    key_id, key = apikeys.generate_key()
+    args: dict[str, object] = {"user_id": "bob", "tenant": None, option: value}
+    with pytest.raises(ValueError, match=f"^{option}: ") as info:
+        apikeys.new_record(
+            key_id=key_id, token=key, scopes=(), expires_in=None, name="", now=0.0, **args
+        )
+    assert "memory scope" in str(info.value)
+
+
+def test_check_identity_refuses_ids_that_cannot_name_a_scope() -> None:
+    """Any authenticator's result (custom ones, API-key records stored before the check)."""
+    from agenthood_mw import Identity
+    from agenthood_mw._core.authcore import check_identity
+
+    good = Identity(user_id="alice", tenant="acme")
+    assert check_identity(good) is good
+    for value in BAD_SCOPE_IDS.values():
+        with pytest.raises(InvalidCredential):
+            check_identity(Identity(user_id=value))
+        with pytest.raises(InvalidCredential):
+            check_identity(Identity(user_id="alice", tenant=value))
+    with pytest.raises(TypeError):
+        check_identity(Identity.anonymous())
+    with pytest.raises(TypeError):
+        check_identity("alice")
+
+
+@given(
+    st.one_of(st.sampled_from(["alice", "Ame\u0301lie", "u" * 257]), st.text(max_size=12)),
+    st.one_of(
+        st.none(),
+        st.sampled_from(["acme", "agenthood.anonymous", "\ue000"]),
+        st.text(max_size=12),
+    ),
+)
+def test_check_identity_accepts_exactly_what_can_name_a_scope(
+    user: str, tenant: str | None
+) -> None:
+    """Auth refuses (401) exactly the identities MemoryScope.for_identity refuses (a 500 later)."""
+    from agenthood_mw import Identity
+    from agenthood_mw._core.authcore import check_identity
+    from agenthood_mw._core.scope import MemoryScope
+
+    if not user:
+        return  # Identity itself refuses an empty authenticated user id
+    identity = Identity(user_id=user, tenant=tenant)
+    try:
+        MemoryScope.for_identity(identity)
+        scoped = True
+    except (TypeError, ValueError, PermissionError):
+        scoped = False
+    if scoped:
+        assert check_identity(identity) is identity
+    else:
+        with pytest.raises(InvalidCredential):
+            check_identity(identity)

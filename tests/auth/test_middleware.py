@@ -131,16 +131,28 @@ def test_optional_mode_and_fastapi_dependency_401(shell: str, make_client: MakeC
         assert r.status in (401, 403)
 
 
-def test_cors_preflight_is_not_blocked(make_client: MakeClient) -> None:
+PREFLIGHT = [("Origin", "https://app.example"), ("Access-Control-Request-Method", "POST")]
+
+
+def test_cors_preflight_is_authenticated_like_any_request(make_client: MakeClient) -> None:
+    """A preflight never reaches the app unauthenticated (the app may not dispatch on method).
+
+    CORS is answered by a CORS middleware placed outside AuthMiddleware (tests/auth/test_cors.py).
+    """
     client = make_client()
-    r = client.request(
-        "OPTIONS",
-        "/me",
-        [("Origin", "https://app.example"), ("Access-Control-Request-Method", "POST")],
-    )
-    assert r.status not in (400, 401, 403), r.text
-    # A plain OPTIONS request (not a preflight) is authenticated like any other.
+    r = client.request("OPTIONS", "/me", PREFLIGHT)
+    assert r.status == 401, r.text
+    assert r.json["error"]["type"] == "unauthorized"
     assert client.request("OPTIONS", "/me").status == 401
+    # With a credential it is an ordinary authenticated request.
+    r = client.request("OPTIONS", "/me", [*PREFLIGHT, ("Authorization", f"Bearer {token()}")])
+    assert r.status == 200 and r.json["user_id"] == "usr_8f3a", r.text
+
+
+def test_cors_preflight_in_optional_mode_is_anonymous(make_client: MakeClient) -> None:
+    r = make_client(optional=True).request("OPTIONS", "/me", PREFLIGHT)
+    assert r.status == 200, r.text
+    assert r.json["authenticated"] is False and r.json["method"] == "anonymous"
 
 
 def test_api_key_strategy(make_client: MakeClient) -> None:
@@ -223,6 +235,33 @@ def test_custom_authenticator_crash_is_503_not_500(
     assert r.status == 503
     assert r.json["error"]["type"] == "auth_unavailable"
     assert "some-token" not in r.text and "database" not in r.text
+
+
+def test_custom_authenticator_id_that_cannot_name_a_scope_is_invalid_token(
+    make_client: MakeClient,
+) -> None:
+    """Whatever authenticated the caller, an id no MemoryScope accepts is refused at auth."""
+    from agenthood_mw import Identity
+
+    class Upstream:
+        name = "upstream"
+
+        def recognizes(self, credential: Any) -> bool:
+            return credential.token.startswith("up-")
+
+        def authenticate(self, credential: Any) -> Any:
+            user, _, tenant = credential.token[3:].partition("-")
+            return Identity(
+                user_id=user.replace("N", "e\u0301").replace("P", "\ue000"),
+                tenant=tenant.replace("N", "e\u0301") or None,
+                method="upstream",
+            )
+
+    client = make_client(strategy=Upstream())
+    assert client.get("/me", "up-alice-acme").json["tenant"] == "acme"
+    for bad in ("up-aliN", "up-aliP", "up-alice-acmN"):
+        r = client.get("/me", bad)
+        assert r.status == 401 and r.json["error"]["type"] == "invalid_token", (bad, r.text)
 
 
 def test_tenant_and_scope_claims_are_configurable(make_client: MakeClient) -> None:

@@ -30,6 +30,22 @@ REVOKED = create_api_key(STORE, user_id="mallory")
 STORE.revoke(REVOKED.key_id)
 EXPIRED = create_api_key(STORE, user_id="mallory", expires_in="1ms")
 GOOD_KEY = create_api_key(STORE, user_id="alice")
+
+
+def _legacy_key() -> str:
+    """A key whose record names an owner create_api_key now refuses (stored before the check)."""
+    from dataclasses import replace
+
+    from agenthood_mw._core.apikeys import generate_key, hash_key
+
+    key_id, key = generate_key()
+    template = STORE.get(GOOD_KEY.key_id)
+    assert template is not None
+    STORE.add(replace(template, key_id=key_id, user_id="Ame\u0301lie", secret_hash=hash_key(key)))
+    return key
+
+
+LEGACY_KEY = _legacy_key()
 ATTACKER_SERVER = KeyServer()
 ATTACKER_SERVER.documents["/attacker.json"] = {"keys": [public_jwk(ATTACKER_PRIVATE, "evil")]}
 
@@ -120,6 +136,18 @@ CASES: dict[str, Case] = {
     "sub oversized": bearer(lambda: sign(claims(sub="u" * 10_000), PRIVATE)),
     "sub control characters": bearer(lambda: sign(claims(sub="alice\x00bob"), PRIVATE)),
     "scope claim an object": bearer(lambda: sign(claims(scope={"a": 1}), PRIVATE)),
+    # Ids that cannot name a MemoryScope (every later request would fail): refused at auth.
+    "sub not NFC": bearer(lambda: sign(claims(sub="Ame\u0301lie"), PRIVATE)),
+    "sub private-use character": bearer(lambda: sign(claims(sub="\ue000"), PRIVATE)),
+    "sub unassigned code point": bearer(lambda: sign(claims(sub="\u0378"), PRIVATE)),
+    "sub lone surrogate": bearer(lambda: sign(claims(sub="al\ud800ice"), PRIVATE)),
+    "sub zero-width joiner": bearer(lambda: sign(claims(sub="ali\u200dce"), PRIVATE)),
+    "sub 257 characters": bearer(lambda: sign(claims(sub="u" * 257), PRIVATE)),
+    "tenant not NFC": bearer(lambda: sign(claims(tenant="Cafe\u0301"), PRIVATE)),
+    "tenant private-use character": bearer(lambda: sign(claims(tenant="\U000f0000"), PRIVATE)),
+    "tenant lone surrogate": bearer(lambda: sign(claims(tenant="\udfff"), PRIVATE)),
+    "tenant integer": bearer(lambda: sign(claims(tenant=7), PRIVATE)),
+    "api key stored for a non-NFC owner": bearer(lambda: LEGACY_KEY),
     "unknown crit": bearer(
         lambda: sign(claims(), PRIVATE, headers={"crit": ["exp-ext"], "exp-ext": 1})
     ),

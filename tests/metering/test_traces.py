@@ -91,3 +91,41 @@ async def test_no_other_scope_can_read_a_trace(
             assert await store.get(b, "same-id") is not None
     finally:
         await store.close()
+
+
+_texts = st.none() | st.text(max_size=20)
+_counts = st.integers(min_value=0, max_value=10**12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    agent=_texts,
+    path=_texts,
+    stop=_texts,
+    error=_texts,
+    status=st.none() | st.integers(min_value=100, max_value=599),
+    ts=st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**12), 10**12),
+    totals=st.tuples(*[_counts] * 8),
+    with_event=st.booleans(),
+)
+def test_trace_json_is_exactly_the_json_of_the_trace(
+    agent: str | None,
+    path: str | None,
+    stop: str | None,
+    error: str | None,
+    status: int | None,
+    ts: float,
+    totals: tuple[int, ...],
+    with_event: bool,
+) -> None:
+    import json
+
+    from agenthood_mw.metering._records import RunRecord, Totals
+
+    scope = MemoryScope.operator(user="usr_é", tenant="acme")
+    events: tuple[Any, ...] = ({"type": "step", "name": "plan", "ts": ts},) if with_event else ()
+    run = RunRecord(
+        "run-1", scope, agent, ts, ts, status, stop, error, Totals(*totals), (), events, path
+    )
+    expected = json.dumps(run.trace(), separators=(",", ":"), default=str)
+    assert run.trace_json() == expected

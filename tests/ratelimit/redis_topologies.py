@@ -182,10 +182,13 @@ class SentinelTopology:
         return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{self.service}"
 
     def master_port(self) -> int:
-        """The master's port as the Sentinel reports it now."""
+        """The master's port as the Sentinel tells clients now (``SENTINEL MASTER``, which is
+        what redis-py asks; ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica earlier)."""
         with self.sentinel.client(decode_responses=True) as c:
-            _host, port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
-        return int(port)
+            state = c.execute_command("SENTINEL", "MASTER", self.service)
+        if "failover_in_progress" in str(state.get("flags", "")):
+            return -1
+        return int(state["port"])
 
     def failover(self) -> None:
         """Kill the master and make the Sentinel promote the replica (bounded wait).

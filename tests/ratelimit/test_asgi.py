@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
@@ -256,3 +256,22 @@ def test_starlette_add_middleware_convention() -> None:
         assert [tc.get("/").status_code for _ in range(3)] == [200, 200, 429]
         body = json.loads(tc.get("/").content)
         assert body["error"]["type"] == "rate_limited"
+
+
+@pytest.mark.parametrize(("prefix", "root_path"), [("/v1", ""), ("/api", "/api")])
+async def test_rules_and_exempt_paths_are_relative_to_the_mount(
+    prefix: str, root_path: str
+) -> None:
+    """Under ``Mount`` or a server ``root_path`` the path options still match (and never fail
+    open): they are compared with the path relative to the app."""
+    rule = RateLimitRule(window="1m", max=2, path="/agents/{name}/run", name="agent-run")
+    app, _ = make_app(clock=Clock(), max=100, rules=[rule], exempt_paths=["/health"])
+    if not root_path:
+        app = Starlette(routes=[Mount(prefix, app=app)])
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.1", 1234), root_path=root_path)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        runs = [(await c.post(f"{prefix}/agents/a/run")).status_code for _ in range(3)]
+        assert runs == [200, 200, 429]
+        assert (await c.post(f"{prefix}/agents/b/run")).status_code == 200
+        health = await c.get(f"{prefix}/health")
+        assert health.status_code == 200 and "ratelimit" not in health.headers

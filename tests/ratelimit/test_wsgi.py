@@ -109,6 +109,22 @@ def test_rules_xff_and_exempt() -> None:
     assert all(client.get("/static/x.css").status_code == 404 for _ in range(10))
 
 
+def test_rules_and_exempt_paths_are_relative_to_script_name() -> None:
+    """Mounted with werkzeug's dispatcher (``SCRIPT_NAME=/v1``): the same answers as the ASGI
+    shell under ``Mount("/v1")`` -- options match ``PATH_INFO``, non-ASCII decoded as UTF-8."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+
+    rule = RateLimitRule(window="1m", max=2, path="/agents/{name}/run", name="agent-run")
+    app = make_app(clock=Clock(), max=100, rules=[rule], exempt_paths=["/café/*"])
+    client = Client(DispatcherMiddleware(Flask("root"), {"/v1": app.wsgi_app}))
+    runs = [client.post("/v1/agents/a/run").status_code for _ in range(3)]
+    assert runs == [200, 200, 429]
+    assert client.post("/v1/agents/b/run").status_code == 200
+    assert "ratelimit" not in client.get("/v1/café/x").headers  # exempt (404 from Flask)
+    assert "ratelimit" in client.get("/v1/other").headers
+
+
 @pytest.mark.redis
 def test_redis_and_fail_closed(redis_url: str, redis_prefix: str) -> None:
     client = make_app(storage=redis_url, key_prefix=redis_prefix).test_client()
