@@ -6,9 +6,11 @@ from contextvars import ContextVar, Token
 
 from agenthood_mw._identity import Identity
 
-__all__ = ["current_identity", "reset_identity", "set_identity"]
+__all__ = ["current_identity", "identity_var", "reset_identity", "set_identity"]
 
 _identity: ContextVar[Identity | None] = ContextVar("agenthood_identity", default=None)
+#: The context variable behind :func:`current_identity` (for shells that bind it per chunk).
+identity_var = _identity
 
 
 def current_identity() -> Identity:

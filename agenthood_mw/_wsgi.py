@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agenthood_mw._errors import HTTPError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["STATE_KEY", "WSGIApp", "agenthood_state", "route_path", "send_error"]
+__all__ = ["STATE_KEY", "BoundBody", "WSGIApp", "agenthood_state", "route_path", "send_error"]
+
+T = TypeVar("T")
 
 #: ``environ`` key of the per-request dict shared by the WSGI middlewares.
 STATE_KEY = "agenthood.state"
@@ -48,3 +51,55 @@ def send_error(start_response: StartResponse, error: HTTPError) -> list[bytes]:
     body = error.body()
     start_response(f"{error.status} {error.reason()}", error.header_pairs(body))
     return [body]
+
+
+class BoundBody(Generic[T]):
+    """A WSGI response iterable that binds ``var`` to ``value`` while the server drives it.
+
+    A streamed body (a generator) runs after the app returned, one chunk per ``next()``, and
+    its clean-up runs in ``close()``. ``var`` is set around each of those steps and reset right
+    after, in the same context: the app's code sees it, the server never does between chunks,
+    nothing leaks when a server omits ``close()``, and a server iterating in another thread
+    still sees it. ``on_close`` (if given) runs once, after the body's own ``close()``.
+    """
+
+    __slots__ = ("_body", "_iter", "_on_close", "_value", "_var")
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        var: ContextVar[T | None],
+        value: T,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._body = body
+        self._var = var
+        self._value = value
+        self._iter: Iterator[bytes] | None = None
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = self._var.set(self._value)
+        try:
+            if self._iter is None:
+                self._iter = iter(self._body)
+            return next(self._iter)
+        finally:
+            self._var.reset(token)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                token = self._var.set(self._value)
+                try:
+                    close()
+                finally:
+                    self._var.reset(token)
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--user", default=None, help="only this user's keys")
     revoke = key_commands.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id", metavar="KEY_ID")
+    for action in (create, listing, revoke):
+        # also accepted after the action, like every other subcommand's --data-dir (SUPPRESS:
+        # an absent option must not reset a --data-dir given before the action)
+        action.add_argument("--data-dir", default=argparse.SUPPRESS, help=_DATA_DIR_HELP)
 
     costs = commands.add_parser("costs", help="print spend per user, per agent or for one user")
     costs.add_argument("--user", default=None, help="one user's spend, per agent")

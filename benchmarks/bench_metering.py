@@ -15,16 +15,23 @@ Variants (raw ASGI, no HTTP server, see ``_harness.py``), on the bare trivial ro
 * auth + rate limit (no metering): the floor the full stack cannot go below.
 
 Each metered request writes one run record (and its usage events) and one trace.
+
+``--cpu`` also prints CPU time per request (``time.process_time``, so the SQLite writer
+thread's work counts; the minimum of 41 interleaved rounds of 500 requests): far less
+sensitive than wall-clock medians to the other processes sharing the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from _harness import bench, http_scope, print_table, trivial_app
+from _harness import bench, call, http_scope, print_table, trivial_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -60,6 +67,30 @@ def full_stack(ledger: str | None) -> tuple[Any, Any, str]:
     return app, metered, token
 
 
+def cpu_times(variants: dict[str, Any], *, rounds: int = 41, n: int = 500) -> dict[str, float]:
+    """CPU seconds per request of every variant: minimum over interleaved rounds."""
+
+    async def run() -> dict[str, float]:
+        best = {name: float("inf") for name in variants}
+        for app, factory in variants.values():
+            for i in range(300):
+                await call(app, factory(i))
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(rounds):
+                for name, (app, factory) in variants.items():
+                    t0 = time.process_time()
+                    for i in range(n):
+                        await call(app, factory(i))
+                    best[name] = min(best[name], (time.process_time() - t0) / n)
+        finally:
+            gc.enable()
+        return best
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="agenthood-bench-"))
     user = Identity(user_id="usr_8f3a")
@@ -90,6 +121,9 @@ def main() -> None:
     except ImportError as exc:  # pragma: no cover - before the other areas exist
         print(f"(full stack skipped: {exc})")
     print_table(bench(variants))
+    if "--cpu" in sys.argv:
+        print("\n== CPU time per request (min of 41 interleaved rounds of 500)")
+        print_table(cpu_times(variants))
     for mw in closers:
         asyncio.run(mw.close())
 

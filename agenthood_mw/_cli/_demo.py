@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
-from agenthood_mw._cli._settings import AUDIENCE, Settings, load_settings
+from agenthood_mw._cli._settings import AUDIENCE, ConfigError, Settings, load_settings
 from agenthood_mw.api import (
     DEMO_PRICES,
     AgenthoodAPI,
@@ -22,7 +26,14 @@ from agenthood_mw.auth import AuthMiddleware, SQLiteKeyStore
 from agenthood_mw.metering import PriceTable, ThinkingBudget
 from agenthood_mw.ratelimit import RateLimitMiddleware
 
-__all__ = ["RATE_BURST", "RATE_MAX", "RATE_WINDOW", "build_demo_app", "create_app"]
+__all__ = [
+    "RATE_BURST",
+    "RATE_MAX",
+    "RATE_WINDOW",
+    "build_demo_app",
+    "create_app",
+    "demo_prices",
+]
 
 logger = logging.getLogger("agenthood_mw.cli")
 
@@ -32,16 +43,67 @@ RATE_WINDOW, RATE_MAX, RATE_BURST = "1m", 20, 5
 PUBLIC_PATHS = ("/health", "/openapi.json")
 
 
+def _read_price_file(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh, parse_float=Decimal)  # money never goes through a float
+    except FileNotFoundError:
+        raise ConfigError(f"AGENTHOOD_PRICES: no such file: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"AGENTHOOD_PRICES: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"AGENTHOOD_PRICES: {path} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"AGENTHOOD_PRICES: {path} is not valid JSON: {exc.msg} "
+            f"(line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"AGENTHOOD_PRICES: {path} must hold a JSON object of model entries")
+    return data
+
+
+def demo_prices(settings: Settings) -> PriceTable:
+    """The demo's price table: the offline model's demo price, plus ``AGENTHOOD_PRICES``.
+
+    The file uses LiteLLM's ``model_prices_and_context_window.json`` layout (``*_cost_per_token``
+    keys; non-chat entries are skipped) or :class:`PriceTable`'s short form (dollars per million
+    tokens); its entries win over the demo's. Unknown models stay metered at $0 with a warning.
+    Raises :class:`ConfigError` (one line naming the variable) for an unusable file.
+    """
+    entries: dict[str, Any] = dict(DEMO_PRICES)
+    path = settings.prices_path
+    if path is not None:
+        data = _read_price_file(path)
+        try:
+            own = PriceTable(data)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise ConfigError(f"AGENTHOOD_PRICES: {path}: {exc}") from None
+        if len(own) == 0:
+            raise ConfigError(
+                f"AGENTHOOD_PRICES: {path} prices no chat model (need input and output prices)"
+            )
+        entries.update(data)
+    return PriceTable(entries, unknown="zero")
+
+
 def _provider(settings: Settings, prices: PriceTable) -> LLMProvider:
     offline = OfflineProvider()
     if settings.provider_url is None or settings.provider_model is None:
         return offline
     if settings.provider_model not in prices:
+        where = (
+            f"the price file {settings.prices_path} (AGENTHOOD_PRICES)"
+            if settings.prices_path is not None
+            else "the demo's price table"
+        )
         logger.warning(
-            "demo: the remote model %r has no price in the demo's price table: its tokens are "
-            "metered (ledger, traces, token budgets) but cost $0; serve your own AgenthoodAPI "
-            "with a PriceTable that prices it to meter real costs",
+            "demo: the remote model %r has no price in %s: its tokens are metered (ledger, "
+            "traces, token budgets) but cost $0; set AGENTHOOD_PRICES to a JSON price file "
+            "(LiteLLM's model_prices_and_context_window.json or {model: {input, output}} in "
+            "dollars per million tokens) that prices it",
             settings.provider_model,
+            where,
         )
     remote = OpenAICompatibleProvider(
         model=settings.provider_model,
@@ -56,9 +118,9 @@ def build_demo_app(settings: Settings) -> AgenthoodAPI:
     """The demo :class:`AgenthoodAPI` for ``settings`` (stores created on demand)."""
     settings.ensure_data_dir()
     secret = settings.jwt_secret(create=True)
-    # Only the offline model has a (demo) price; a remote model is metered in tokens at $0,
-    # priced by the requested name (a dated snapshot in the answer does not change that).
-    prices = PriceTable(DEMO_PRICES, unknown="zero")
+    # The offline model has a demo price; a remote model is priced by AGENTHOOD_PRICES (by the
+    # requested name when the answer names a dated snapshot), else metered in tokens at $0.
+    prices = demo_prices(settings)
     api = AgenthoodAPI(
         agents=demo_agents(),
         memory={"isolation": "per-user", "backend": settings.memory_url},

@@ -79,6 +79,8 @@ def _banner(settings: Any, host: str, port: int, generated: bool, workers: int) 
         f"  provider:    {provider}",
         f"  rate limit:  20/min per user, burst 5 ({settings.rate_limit_storage})",
     ]
+    if settings.prices_path is not None:
+        lines.append(f"  prices:      {settings.prices_path} (AGENTHOOD_PRICES)")
     if generated:
         lines.append(f"  JWT secret:  generated into {settings.secret_path}")
     elif settings.secret_from_env:

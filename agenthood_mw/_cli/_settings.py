@@ -11,6 +11,10 @@ configuration) with embedded defaults under one data directory (``./.agenthood``
 ``AGENTHOOD_RATE_LIMIT_STORAGE`` rate-limit storage (default ``memory://``)
 ``AGENTHOOD_PROVIDER_URL``      an OpenAI-compatible endpoint (default: the offline provider)
 ``AGENTHOOD_PROVIDER_MODEL``    its model; ``AGENTHOOD_PROVIDER_API_KEY`` its key
+``AGENTHOOD_PRICES``            a JSON price file that prices the remote model (LiteLLM's
+                                ``model_prices_and_context_window.json`` layout, or
+                                ``{"model": {"input": "0.15", "output": "0.60"}}`` in dollars
+                                per million tokens); without it the remote model costs $0
 =============================== ===========================================================
 """
 
@@ -44,6 +48,7 @@ class Settings:
     provider_model: str | None
     provider_api_key: str | None
     secret_from_env: bool
+    prices_path: Path | None = None
 
     @property
     def secret_path(self) -> Path:
@@ -103,6 +108,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, data_dir: str | None 
     directory = Path(raw_dir).expanduser().resolve()
     provider_url = env.get("AGENTHOOD_PROVIDER_URL") or None
     provider_model = env.get("AGENTHOOD_PROVIDER_MODEL") or None
+    prices = env.get("AGENTHOOD_PRICES") or None
     if provider_url and not provider_model:
         raise ConfigError("AGENTHOOD_PROVIDER_URL is set but AGENTHOOD_PROVIDER_MODEL is not")
     return Settings(
@@ -114,4 +120,5 @@ def load_settings(env: Mapping[str, str] | None = None, *, data_dir: str | None 
         provider_model=provider_model,
         provider_api_key=env.get("AGENTHOOD_PROVIDER_API_KEY") or None,
         secret_from_env="AGENTHOOD_JWT_SECRET" in env,
+        prices_path=Path(prices).expanduser().resolve() if prices else None,
     )

@@ -113,7 +113,10 @@ def prepare_secret(secret: object, algorithms: tuple[str, ...]) -> bytes:
             ) from None
         problem = alg.check_key_length(key)
         if problem:
-            raise ValueError(f"secret: too short for {name} (use at least 32 random bytes)")
+            need = {"HS384": 48, "HS512": 64}.get(name, 32)
+            raise ValueError(
+                f"secret: too short for {name} ({len(key)} bytes; use at least {need} random bytes)"
+            )
     return secret
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
@@ -20,7 +21,13 @@ from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 from agenthood_mw.api._agent import Agent
-from agenthood_mw.api._config import check_agents, check_positive, check_prices, memory_backend
+from agenthood_mw.api._config import (
+    check_agents,
+    check_meter_options,
+    check_positive,
+    check_prices,
+    memory_backend,
+)
 from agenthood_mw.api._http import (
     RawASGI,
     consumed_receive,
@@ -57,12 +64,10 @@ __all__ = ["DEMO_PRICES", "AgenthoodAPI"]
 logger = logging.getLogger("agenthood_mw.api")
 
 #: Prices of the offline demo model (dollars per million tokens), chosen so the seed's run
-#: (1840 input + 220 output tokens) costs $0.0018. It is a demo figure, not a real price.
+#: (1840 input + 220 output tokens) costs $0.00182 (0.00138 + 0.00044; the seed's example
+#: shows it rounded to 0.0018). It is a demo figure, not a real price.
 DEMO_PRICES: Final = {OFFLINE_MODEL: {"input": "0.75", "output": "2.00"}}
 
-_RESERVED_METER_OPTIONS: Final = frozenset(
-    {"prices", "ledger", "traces", "agent", "thinking_budget", "thinking_budgets"}
-)
 _RUN_KEY: Final = "api_run"
 _HEALTH_SCOPE: Final = MemoryScope.operator(user="agenthood-health-check")
 
@@ -155,13 +160,10 @@ class AgenthoodAPI(Starlette):
         if run_timeout is not None:
             check_positive(run_timeout, "run_timeout", integer=False)
         check_positive(stop_grace, "stop_grace", integer=False)
+        if meter_options is not None and not isinstance(meter_options, Mapping):
+            raise TypeError("meter_options: expected a mapping of CostMeterMiddleware keywords")
         extra_meter = dict(meter_options or {})
-        reserved = sorted(set(extra_meter) & _RESERVED_METER_OPTIONS)
-        if reserved:
-            raise ValueError(
-                f"meter_options: {reserved} are set by AgenthoodAPI's own options "
-                "(prices, ledger, traces, thinking_budget, agent budgets)"
-            )
+        check_meter_options(extra_meter, inspect.signature(CostMeterMiddleware).parameters)
         self.provider = provider
         self.prices = prices
         self.required_scopes = frozenset(required_scopes)
@@ -174,7 +176,7 @@ class AgenthoodAPI(Starlette):
         self.ledger = ledger_from_url(ledger) if isinstance(ledger, str) else ledger
         if traces is None:
             traces = ledger if isinstance(ledger, str) else "memory://"
-        self.traces = trace_store_from_url(traces) if isinstance(traces, str) else traces
+        self.traces = _trace_store(traces) if isinstance(traces, str) else traces
         agent_budgets = {
             name: b for name, a in self.agents.items() if (b := getattr(a, "budget", None))
         }
@@ -249,7 +251,7 @@ class AgenthoodAPI(Starlette):
         if not isinstance(user, Identity) or not user.is_authenticated:
             return HTTPError(
                 401,
-                "unauthenticated",
+                "unauthorized",
                 "this endpoint needs an authenticated caller",
                 headers=(("www-authenticate", 'Bearer realm="agenthood"'),),
             )
@@ -381,3 +383,14 @@ class AgenthoodAPI(Starlette):
     async def _openapi_json(self, request: Request) -> Response:
         del request
         return json_response(self._openapi)
+
+
+def _trace_store(url: str) -> TraceStore:
+    """``trace_store_from_url`` with its errors naming this option (``traces``)."""
+    try:
+        return trace_store_from_url(url)
+    except ValueError as exc:
+        message = str(exc)
+        if not message.startswith("traces:"):
+            message = f"traces: {message}"
+        raise ValueError(message) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
 from agenthood_mw.api._agent import Agent
@@ -12,10 +12,19 @@ from agenthood_mw.api._provider import LLMProvider
 from agenthood_mw.memory import MemoryBackend, memory_from_url
 from agenthood_mw.metering import PriceTable, ThinkingBudget, UnknownModelError
 
-__all__ = ["check_agents", "check_positive", "check_prices", "memory_backend"]
+__all__ = [
+    "check_agents",
+    "check_meter_options",
+    "check_positive",
+    "check_prices",
+    "memory_backend",
+]
 
 _AGENT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _MEMORY_KEYS: Final = frozenset({"isolation", "backend"})
+_RESERVED_METER_OPTIONS: Final = frozenset(
+    {"prices", "ledger", "traces", "agent", "agents", "thinking_budget", "thinking_budgets"}
+)
 
 
 def check_agents(agents: object) -> dict[str, Agent]:
@@ -48,7 +57,7 @@ def memory_backend(memory: object) -> MemoryBackend:
     if isinstance(memory, MemoryBackend):
         return memory
     if isinstance(memory, str):
-        return memory_from_url(memory)
+        return _from_url(memory, "memory")
     if not isinstance(memory, Mapping):
         raise TypeError(
             "memory: expected {'isolation': 'per-user', 'backend': URL or MemoryBackend}, a URL "
@@ -68,7 +77,30 @@ def memory_backend(memory: object) -> MemoryBackend:
         return backend
     if not isinstance(backend, str):
         raise TypeError("memory['backend']: expected a URL such as 'sqlite:///agenthood.db'")
-    return memory_from_url(backend)
+    return _from_url(backend, "memory['backend']")
+
+
+def _from_url(url: str, option: str) -> MemoryBackend:
+    try:
+        return memory_from_url(url)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{option}: {exc}") from None
+
+
+def check_meter_options(options: Mapping[str, object], accepted: Collection[str]) -> None:
+    """Refuse a key the built-in ``CostMeterMiddleware`` does not take (or that we set)."""
+    reserved = sorted(set(options) & _RESERVED_METER_OPTIONS)
+    if reserved:
+        raise ValueError(
+            f"meter_options: {reserved} are set by AgenthoodAPI's own options "
+            "(prices, ledger, traces, thinking_budget, agent budgets)"
+        )
+    unknown = sorted(k for k in options if k not in accepted or k in ("self", "app"))
+    if unknown:
+        raise ValueError(
+            f"meter_options: unknown option {unknown[0]!r}; CostMeterMiddleware accepts "
+            f"{sorted(set(accepted) - _RESERVED_METER_OPTIONS - {'self', 'app'})}"
+        )
 
 
 def check_positive(value: object, option: str, *, integer: bool) -> None:

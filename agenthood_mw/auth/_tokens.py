@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from agenthood_mw._core.jwt import FAMILIES
+from agenthood_mw._core.jwt import FAMILIES, prepare_secret
 
 __all__ = ["mint_token"]
 
@@ -30,8 +30,9 @@ def mint_token(
     """A signed JWT that ``AuthMiddleware`` configured with the matching key accepts.
 
     Args:
-        secret: the HMAC secret (HS*), or the private key (PEM or key object) for RS*/PS*/ES*/
-            EdDSA.
+        secret: the HMAC secret (HS*: at least as many bytes as the hash, 32 for HS256, 48
+            for HS384, 64 for HS512, as ``AuthMiddleware`` requires), or the private key (PEM
+            or key object) for RS*/PS*/ES*/EdDSA.
         user_id: the ``sub`` claim.
         audience: the ``aud`` claim (``None`` to omit it).
         scopes: granted scopes, written as the space-separated ``scope`` claim.
@@ -41,9 +42,15 @@ def mint_token(
         issuer: the ``iss`` claim.
         kid: the ``kid`` header (needed with a JWKS holding several keys).
         claims: extra claims, applied last.
+
+    Raises:
+        ValueError: ``secret: too short ...`` for an HMAC secret ``AuthMiddleware`` would refuse.
     """
     if algorithm not in FAMILIES:
         raise ValueError(f"algorithm: {algorithm!r} is not a supported signing algorithm")
+    if FAMILIES[algorithm] == "HMAC":
+        # AuthMiddleware refuses such a secret, so a token signed with it could never verify.
+        secret = prepare_secret(secret, (algorithm,))
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id: must be a non-empty string")
     if isinstance(scopes, str):

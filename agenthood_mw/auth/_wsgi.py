@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agenthood_mw._context import reset_identity, set_identity
+from agenthood_mw._context import identity_var, reset_identity, set_identity
 from agenthood_mw._core.authcore import (
     Authenticator,
     AuthError,
@@ -19,11 +19,11 @@ from agenthood_mw._core.authcore import (
 )
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
-from agenthood_mw._wsgi import STATE_KEY, WSGIApp, route_path, send_error
+from agenthood_mw._wsgi import STATE_KEY, BoundBody, WSGIApp, route_path, send_error
 from agenthood_mw.auth._config import build_setup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -148,7 +148,7 @@ class AuthMiddleware:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return body  # left recognisable for the server's sendfile path
-        return _Body(body, identity)
+        return BoundBody(body, identity_var, identity)
 
     def _authenticate(self, authorization: str | None, api_key: str | None) -> Identity | HTTPError:
         setup = self.setup
@@ -184,42 +184,3 @@ class AuthMiddleware:
             if expires is not None:
                 self._cache.put(authorization, identity, expires)
         return identity
-
-
-class _Body:
-    """The app's response iterable, with the identity bound while the server drives it.
-
-    A streamed body (a generator) runs after ``app`` returned, one chunk per ``next()``, and
-    its clean-up runs in ``close()``. The identity is bound around each of those steps and
-    reset right after, in the same context: it is visible to the app's code and never to the
-    server between chunks, nothing leaks when a server omits ``close()``, and a server that
-    iterates in another thread still sees it.
-    """
-
-    __slots__ = ("_body", "_identity", "_iter")
-
-    def __init__(self, body: Iterable[bytes], identity: Identity) -> None:
-        self._body = body
-        self._identity = identity
-        self._iter: Iterator[bytes] | None = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        token = set_identity(self._identity)
-        try:
-            if self._iter is None:
-                self._iter = iter(self._body)
-            return next(self._iter)
-        finally:
-            reset_identity(token)
-
-    def close(self) -> None:
-        close = getattr(self._body, "close", None)
-        if close is not None:
-            token = set_identity(self._identity)
-            try:
-                close()
-            finally:
-                reset_identity(token)

@@ -80,6 +80,12 @@ class SQLiteBackend(MemoryBackend):
             raise ValueError(
                 "path must name a database file (use InMemoryBackend for a non-persistent store)"
             )
+        directory = os.path.dirname(os.path.abspath(self._path))
+        if not os.path.isdir(directory):
+            raise ValueError(
+                f"path: directory {directory!r} does not exist (create it first; the database "
+                "file itself is created on first use)"
+            )
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError("threads must be a positive int")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:

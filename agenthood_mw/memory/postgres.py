@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._core.urls import check_postgres_dsn
 from agenthood_mw.memory._base import MemoryBackend
 from agenthood_mw.memory._errors import SchemaVersionError
 from agenthood_mw.memory._records import Event, Record, Tier
@@ -93,6 +94,7 @@ class PostgresBackend(MemoryBackend):
         super().__init__(clock=clock)
         if not isinstance(dsn, str) or not dsn:
             raise ValueError("dsn must be a non-empty PostgreSQL connection string")
+        check_postgres_dsn(dsn, option="dsn")
         if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError("schema must match [a-z_][a-z0-9_]{0,62}")
         for name, size in (("min_size", min_size), ("max_size", max_size)):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._core.urls import check_redis_url
 from agenthood_mw.memory._base import MemoryBackend
 from agenthood_mw.memory._codec import event_sort_key
 from agenthood_mw.memory._records import Event, Record, Tier
@@ -80,6 +81,7 @@ class RedisBackend(MemoryBackend):
         else:
             if not isinstance(url, str) or not url:
                 raise ValueError("url must be a non-empty redis:// URL")
+            check_redis_url(url, option="url")
             self._redis = aioredis.Redis.from_url(url)
             self._owns_client = True
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import agenthood_state, route_path, send_error
+from agenthood_mw._asgi import route_path, send_error
 from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS, Hold
 from agenthood_mw._core.pricing import format_nanos
 from agenthood_mw._core.spikes import SpikeRule
@@ -21,7 +21,7 @@ from agenthood_mw.metering._engine import (
     MeteringEngine,
     agent_from_path,
 )
-from agenthood_mw.metering._meter import BudgetExhausted, _current
+from agenthood_mw.metering._meter import BudgetExhausted, Meter, _current
 
 __all__ = ["CostMeterMiddleware"]
 
@@ -148,7 +148,8 @@ class CostMeterMiddleware:
             max_budget_accounts=max_budget_accounts,
             **extra,
         )
-        self._exempt = self.engine.exempt
+        # ``None`` when there are none: ``PathSet.__bool__`` is a Python call per request.
+        self._exempt = self.engine.exempt if self.engine.exempt else None
         self._custom_agent = agent is not None
         # route path -> resolved agent of the default resolver (bounded; paths repeat).
         self._agent_cache: dict[str, str | None] = {}
@@ -178,12 +179,14 @@ class CostMeterMiddleware:
                 receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
-        if self._exempt and path in self._exempt:
+        path = route_path(scope) if scope.get("root_path") else scope.get("path", "")
+        if self._exempt is not None and path in self._exempt:
             await self.app(scope, receive, send)
             return
         engine = self.engine
-        mscope = engine.scope_for(scope.get("user"))
+        user = scope.get("user")
+        last = engine.last_scope
+        mscope = last[1] if user is last[0] else engine.scope_for(user)
         if mscope is None:
             await send_error(scope, send, RESERVED_TENANT_ERROR)
             return
@@ -215,10 +218,27 @@ class CostMeterMiddleware:
                     engine.release(holds)
                 await send_error(scope, send, error)
                 return
-        meter = engine.open(mscope, agent, holds, path, tpm_key)
-        state = agenthood_state(scope)
-        state["meter"] = meter
-        state["run_id"] = run_id = meter.run_id
+        if holds:
+            meter = engine.open(mscope, agent, holds, path, tpm_key)
+        else:  # ``engine.open`` without holds, one call less on the hot path
+            meter = Meter._open(
+                engine.prices,
+                mscope,
+                agent,
+                engine.thinking_budget,
+                engine.thinking_budgets,
+                engine.clock,
+                None,
+                path,
+            )
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        shared: dict[str, Any] | None = state.get("agenthood")
+        if shared is None:
+            shared = state["agenthood"] = {}
+        shared["meter"] = meter
+        shared["run_id"] = run_id = meter.run_id
         run_header = (RUN_ID_HEADER, run_id.encode())
         status: int | None = None
         started = False
@@ -230,14 +250,19 @@ class CostMeterMiddleware:
             if mtype == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = [*message.get("headers", ()), run_header]
+                # A new list on the message (the app's own header list is never mutated).
                 if cost_header:
-                    nanos = meter.cost_nanos
-                    headers.append((COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"))
-                message = {**message, "headers": headers}
+                    nanos = meter._nanos
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        run_header,
+                        (COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"),
+                    ]
+                else:
+                    message["headers"] = [*message.get("headers", ()), run_header]
             elif mtype == "websocket.accept":
                 started = True
-                message = {**message, "headers": [*message.get("headers", ()), run_header]}
+                message["headers"] = [*message.get("headers", ()), run_header]
             elif mtype == "websocket.http.response.start":
                 started = True
                 status = message["status"]
@@ -257,7 +282,10 @@ class CostMeterMiddleware:
             raise
         finally:
             _current.reset(token)
-            if holds and engine.budget_store.blocking:
+            if not holds:  # ``engine.settle`` without budgets to reconcile
+                run = meter.finish(status=status)
+                engine.recorder.submit(run)
+            elif engine.budget_store.blocking:
                 # Completes in its thread even if this task is being cancelled.
                 run = await asyncio.to_thread(engine.settle, meter, status)
             else:

@@ -25,6 +25,7 @@ from agenthood_mw._core.budgets import (
     Refusal,
 )
 from agenthood_mw._core.budgets import window_bounds as _bounds
+from agenthood_mw._core.urls import check_redis_url, redact
 
 __all__ = ["BudgetStore", "MemoryBudgetStore", "RedisBudgetStore", "budget_store_from_url"]
 
@@ -316,5 +317,6 @@ def budget_store_from_url(
     if url == "memory://":
         return MemoryBudgetStore(rules, ttl=ttl, max_accounts=max_accounts)
     if url.startswith(("redis://", "rediss://", "unix://")):
+        check_redis_url(url, option="budget_storage")
         return RedisBudgetStore(url, rules, ttl=ttl, key_prefix=key_prefix)
-    raise ValueError(f"budget_storage: unsupported URL {url!r} (memory:// or redis://...)")
+    raise ValueError(f"budget_storage: unsupported URL {redact(url)!r} (memory:// or redis://...)")

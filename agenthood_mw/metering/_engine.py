@@ -107,6 +107,8 @@ class MeteringEngine:
         self.clock = clock
         self._owned: list[Ledger | TraceStore] = []
         self._scopes: dict[tuple[str | None, str], MemoryScope] = {}
+        #: (identity object, its scope) of the last authenticated request (see :meth:`scope_for`).
+        self.last_scope: tuple[object, MemoryScope | None] = (object(), None)
         if isinstance(ledger, Ledger):
             self.ledger = ledger
         elif isinstance(ledger, str):
@@ -150,6 +152,8 @@ class MeteringEngine:
             raise TypeError("cost_header: expected a bool")
         self.cost_header = cost_header
         self.exempt = PathSet(exempt_paths, option="exempt_paths")
+        if trace_retention is not None:  # checked even when no trace store is built here
+            parse_duration(trace_retention, option="trace_retention")
         if traces is _SAME_AS_LEDGER or traces == _SAME_AS_LEDGER:
             traces = ledger if isinstance(ledger, str) else "memory://"
         if traces is None or traces is False:
@@ -182,6 +186,9 @@ class MeteringEngine:
         Unauthenticated requests get :data:`ANONYMOUS_SCOPE`; ``None`` means the identity
         claims the reserved anonymous tenant and must be refused (:data:`RESERVED_TENANT_ERROR`).
         """
+        last = self.last_scope
+        if identity is last[0]:
+            return last[1]  # the same identity object as the previous request (auth caches it)
         if isinstance(identity, Identity) and identity.is_authenticated:
             key = (identity.tenant, identity.user_id)
             scope = self._scopes.get(key)
@@ -192,6 +199,10 @@ class MeteringEngine:
                 if len(self._scopes) >= 10_000:
                     self._scopes.clear()
                 self._scopes[key] = scope
+            # An Identity is immutable: the same object always maps to the same scope. The
+            # pair is replaced in one assignment (threads see an old or a new pair, never a mix)
+            # and holds a reference, so the object's id cannot be reused while it is cached.
+            self.last_scope = (identity, scope)
             return scope
         return ANONYMOUS_SCOPE
 
@@ -336,18 +347,28 @@ class MeteringEngine:
         tpm_key: str | None,
     ) -> Meter:
         """A new meter for an admitted request holding ``holds``."""
-        meter = Meter(
-            prices=self.prices,
-            scope=scope,
-            agent=agent,
-            thinking_budget=self.thinking_budget,
-            agent_budgets=self.thinking_budgets,
-            clock=self.clock,
-            budget_guard=self._guard(holds) if holds else None,
-            path=path,
+        if not holds:
+            return Meter._open(
+                self.prices,
+                scope,
+                agent,
+                self.thinking_budget,
+                self.thinking_budgets,
+                self.clock,
+                None,
+                path,
+            )
+        meter = Meter._open(
+            self.prices,
+            scope,
+            agent,
+            self.thinking_budget,
+            self.thinking_budgets,
+            self.clock,
+            self._guard(holds),
+            path,
         )
-        if holds:
-            meter._holds = holds
+        meter._holds = holds
         return meter
 
     def settle(self, meter: Meter, status: int | None) -> RunRecord:
@@ -394,4 +415,9 @@ def _token_limiter(tokens_per_minute: object, storage: str) -> Any:
         or tokens_per_minute < 1
     ):
         raise ValueError("tokens_per_minute: expected a positive int (or a RateLimiter)")
-    return RateLimiter(window="1m", max=tokens_per_minute, storage=storage, name="tokens")
+    try:
+        return RateLimiter(window="1m", max=tokens_per_minute, storage=storage, name="tokens")
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith("storage:"):
+            raise type(exc)(f"token_{exc}") from None
+        raise

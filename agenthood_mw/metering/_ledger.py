@@ -168,7 +168,7 @@ class MemoryLedger(Ledger):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: dict[tuple[str, str], tuple[UsageEvent, str | None, str | None]] = {}
-        self._runs = 0  # run records seen (the memory ledger keeps only usage events)
+        # Only usage events are kept (run records live in the trace store).
         self._daily: dict[tuple[str, str, int], int] = {}
         self._first: dict[tuple[str, str], int] = {}
         self._alerts: set[tuple[str, str, int]] = set()
@@ -176,10 +176,11 @@ class MemoryLedger(Ledger):
         self._by_subject: dict[tuple[str, str], dict[tuple[str, str], tuple[float, int]]] = {}
 
     def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
+        if len(runs) == 1 and not runs[0].usage:
+            return [0]  # the common request that called no model: nothing to store
         out = []
         events, daily, first, index = self._events, self._daily, self._first, self._by_subject
         with self._lock:
-            self._runs += len(runs)
             for run in runs:
                 if not run.usage:
                     out.append(0)

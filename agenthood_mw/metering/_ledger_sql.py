@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
 
 from agenthood_mw._core.spikes import History, day_of
+from agenthood_mw._core.urls import redact
 from agenthood_mw.metering._ledger import Ledger, Per, Spend, _spend_row
 from agenthood_mw.metering._records import RunRecord, UsageEvent
 from agenthood_mw.metering._sql import (
@@ -228,9 +230,16 @@ def ledger_from_url(url: str) -> Ledger:
         raise TypeError("ledger: expected a URL string or a Ledger")
     if url == "memory://":
         return MemoryLedger()
-    if url.startswith("sqlite://"):
-        return SQLiteLedger(sqlite_path_from_url(url))
-    if url.startswith(("postgresql://", "postgres://")):
-        dsn, schema = split_pg_url(url)
-        return PostgresLedger(dsn, schema=schema)
-    raise ValueError(f"ledger: unsupported URL {url!r} (memory://, sqlite:///, postgresql://)")
+    try:
+        if url.startswith("sqlite://"):
+            return SQLiteLedger(sqlite_path_from_url(url))
+        if url.startswith(("postgresql://", "postgres://")):
+            dsn, schema = split_pg_url(url)
+            return PostgresLedger(dsn, schema=schema)
+    except ValueError as exc:
+        raise ValueError(f"ledger: {exc}") from None
+    except sqlite3.Error as exc:  # e.g. the file is not a SQLite database
+        raise ValueError(f"ledger: cannot open {url!r}: {exc}") from None
+    raise ValueError(
+        f"ledger: unsupported URL {redact(url)!r} (memory://, sqlite:///, postgresql://)"
+    )

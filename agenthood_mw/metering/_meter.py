@@ -7,12 +7,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from decimal import Decimal
 from typing import Any
 
 from agenthood_mw._core.pricing import (
+    ModelPrice,
     Usage,
     cost_nanos_of,
     nanos_to_decimal,
@@ -22,13 +23,14 @@ from agenthood_mw._core.pricing import (
 )
 from agenthood_mw._core.scope import MemoryScope, require_scope
 from agenthood_mw._core.thinking import ThinkingBudget
-from agenthood_mw.metering._prices import PriceTable
+from agenthood_mw.metering._prices import PriceTable, UnknownModelError
 from agenthood_mw.metering._records import RunRecord, Totals, UsageEvent, json_safe
 from agenthood_mw.metering._usage import usage_of
 
 __all__ = ["BudgetExhausted", "Meter", "current_meter", "reset_meter", "set_meter"]
 
 logger = logging.getLogger("agenthood_mw.metering")
+_ZERO_PRICE = ModelPrice(0, 0)
 
 #: ``BudgetExhausted.reason`` of usage reported to a meter whose run is already finished.
 RUN_FINISHED = "run_finished"
@@ -46,16 +48,21 @@ class _RunIds:
     are looked up by scope, never by run id alone).
     """
 
+    ids: Iterator[str]
+
     def __init__(self) -> None:
         self.reseed()
         os.register_at_fork(after_in_child=self.reseed)
 
     def reseed(self) -> None:
         self.prefix = os.urandom(8).hex()
-        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+        # ``next(self.ids)`` formats the next id entirely in C (no Python frame per id). The
+        # counter starts below 2**32, so it stays within 16 hex digits for 2**64 - 2**32 ids.
+        start = int.from_bytes(os.urandom(4), "big")
+        self.ids = map((self.prefix + "%016x").__mod__, itertools.count(start))
 
     def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        return next(self.ids)
 
 
 new_run_id = _RunIds()
@@ -105,6 +112,8 @@ class BudgetExhausted(Exception):
 
 
 _NO_BUDGETS: Mapping[str, ThinkingBudget] = {}
+_NO_TOTALS = Totals()
+_new = tuple.__new__
 
 
 class Meter:
@@ -136,6 +145,12 @@ class Meter:
     _holds: tuple[Any, ...] = ()  # budget reservations (set by the metering engine)
     _in = _out = _cached = _reasoning = _nanos = 0
     _steps = _tools = 0
+    path: str | None = None
+    _guard: Callable[[int], float | None] | None = None
+    _default_tb: ThinkingBudget | None = None
+    _base_tb: ThinkingBudget | None = None
+    _agent_tbs: Mapping[str, ThinkingBudget] = _NO_BUDGETS
+    _mono: Callable[[], float] = time.monotonic
 
     def __init__(
         self,
@@ -164,7 +179,7 @@ class Meter:
         self._lock = threading.Lock()
         self._default_tb = thinking_budget
         # Shared, read-only: the engine passes the same mapping to every meter.
-        self._agent_tbs: Mapping[str, ThinkingBudget] = agent_budgets or _NO_BUDGETS
+        self._agent_tbs = agent_budgets or _NO_BUDGETS
         self._guard = budget_guard
         self._base_tb = thinking_budget
         if agent is not None:
@@ -175,6 +190,45 @@ class Meter:
                     self._base_tb = tb
             else:
                 self.set_agent(agent)
+
+    @classmethod
+    def _open(
+        cls,
+        prices: PriceTable,
+        scope: MemoryScope,
+        agent: str | None,
+        thinking_budget: ThinkingBudget | None,
+        agent_budgets: Mapping[str, ThinkingBudget],
+        clock: Callable[[], float],
+        budget_guard: Callable[[int], float | None] | None,
+        path: str | None,
+    ) -> Meter:
+        """The metering engine's constructor (the request path): the same meter as
+        ``Meter(...)``, from arguments the engine has already validated (``agent`` is ``None``
+        or a non-empty string, ``scope`` a :class:`MemoryScope`); defaults stay on the class."""
+        self = object.__new__(cls)
+        self.scope = scope
+        self.prices = prices
+        self.run_id = next(new_run_id.ids)
+        self._clock = clock
+        self.started_at = clock()
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+        if path is not None:
+            self.path = path
+        if budget_guard is not None:
+            self._guard = budget_guard
+        if thinking_budget is not None:
+            self._default_tb = self._base_tb = thinking_budget
+        if agent_budgets:
+            self._agent_tbs = agent_budgets
+        if agent is not None:
+            self.agent = agent
+            if agent_budgets:
+                tb = agent_budgets.get(agent)
+                if tb is not None:
+                    self._base_tb = tb
+        return self
 
     # -- attribution and budgets ------------------------------------------------------------
     def set_agent(self, name: str | None) -> None:
@@ -297,9 +351,16 @@ class Meter:
                 cache_creation_input_tokens,
             )
             self._late(model, provider, counts, None if cost is None else str(cost))
+        unpriced: UnknownModelError | None = None
         if cost is None:
+            try:
+                price = self.prices.price(model, provider)
+            except UnknownModelError as exc:
+                # The tokens were spent already: keep them (at zero cost) so the ledger and
+                # the trace show the usage, then raise so the misconfiguration is loud.
+                unpriced, price = exc, _ZERO_PRICE
             nanos = cost_nanos_of(
-                self.prices.price(model, provider),
+                price,
                 input_tokens,
                 output_tokens,
                 cached_input_tokens,
@@ -358,6 +419,16 @@ class Meter:
                 events.append(event)
             else:
                 self._dropped += 1
+        if unpriced is not None:
+            logger.error(
+                "run %s: no price for model %r; its usage (input_tokens=%d output_tokens=%d) "
+                "is recorded at zero cost",
+                self.run_id,
+                model,
+                input_tokens,
+                output_tokens,
+            )
+            raise unpriced
         return nanos_to_decimal(nanos)
 
     def _late(
@@ -474,32 +545,46 @@ class Meter:
         the meter: usage reported later is refused and logged, never silently dropped."""
         with self._lock:
             self._closed = True
-            events = tuple(self._events)
+            events = tuple(self._events)  # ``()`` itself when nothing was traced
             if self._dropped:
                 events += ({"type": "truncated", "dropped": self._dropped},)
-            totals = Totals(
-                self._in,
-                self._out,
-                self._cached,
-                self._reasoning,
-                self._nanos,
-                len(self._usage),
-                self._steps,
-                self._tools,
-            )
-            return RunRecord(
-                self.run_id,
-                self.scope,
-                self.agent,
-                self.started_at,
-                self._clock(),
-                status,
-                self.stop_reason,
-                self.error,
-                totals,
-                tuple(self._usage),
-                events,
-                self.path,
+            usage = self._usage
+            if usage:
+                usage = tuple(usage)
+                totals = _new(
+                    Totals,
+                    (
+                        self._in,
+                        self._out,
+                        self._cached,
+                        self._reasoning,
+                        self._nanos,
+                        len(usage),
+                        self._steps,
+                        self._tools,
+                    ),
+                )
+            elif self._steps or self._tools:
+                totals = _new(Totals, (0, 0, 0, 0, 0, 0, self._steps, self._tools))
+            else:
+                totals = _NO_TOTALS  # nothing recorded: one shared (immutable) value
+            # ``tuple.__new__`` skips the NamedTuple's Python-level ``__new__`` (hot path).
+            return _new(
+                RunRecord,
+                (
+                    self.run_id,
+                    self.scope,
+                    self.agent,
+                    self.started_at,
+                    self._clock(),
+                    status,
+                    self.stop_reason,
+                    self.error,
+                    totals,
+                    usage,
+                    events,
+                    self.path,
+                ),
             )
 
 

@@ -1,6 +1,8 @@
 """Moves finished runs to the ledger, trace store, spike monitor and OpenTelemetry.
 
-For in-process stores (``memory://``) a run is written inline when the request ends. For
+For in-process stores (``memory://``) a run is written inline when the request ends (the
+memory ledger skips runs without usage; the memory trace store appends to a buffer that every
+read folds in first, so nothing is lost or hidden). For
 SQLite and PostgreSQL a background thread writes batches, so the request path never waits on
 the database; :meth:`Recorder.flush` (lifespan shutdown, ``close()``, interpreter exit) waits
 until every submitted run is written. A failed write is retried; a batch that still fails is
@@ -18,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from agenthood_mw.metering._alerts import SpikeMonitor
-from agenthood_mw.metering._ledger import Ledger
+from agenthood_mw.metering._ledger import Ledger, MemoryLedger
 from agenthood_mw.metering._records import RunRecord
 from agenthood_mw.metering._traces import TraceStore
 
@@ -50,6 +52,8 @@ class Recorder:
         self._idle = False  # the writer waits for work: only then does submit() notify
         self._urgent = 0  # flush() callers waiting: the writer must not linger
         self.inline = not ledger.blocking and (traces is None or not traces.blocking)
+        # ``MemoryLedger.write_runs`` of a run without usage events is a no-op returning [0].
+        self._skip_empty = type(ledger) is MemoryLedger
         self._queue: deque[RunRecord] = deque()
         self._cond = threading.Condition()
         self._pending = 0
@@ -63,15 +67,22 @@ class Recorder:
         """Hand over a finished run (never raises on the request path for blocking stores)."""
         if self.inline:
             batch = (run,)
-            try:
-                new = self.ledger.write_runs(batch)
-            except Exception:
-                self._process(batch)  # the retrying path
+            if run.usage or not self._skip_empty:
+                try:
+                    new = self.ledger.write_runs(batch)
+                except Exception:
+                    self._process(batch)  # the retrying path
+                    return
+                if self.traces is not None:
+                    self.traces.write_runs(batch)
+                if new[0] or self.exporter is not None:
+                    self._after(batch, new)
                 return
+            # The memory ledger stores nothing for a run without usage: only the trace.
             if self.traces is not None:
                 self.traces.write_runs(batch)
-            if new[0] or self.exporter is not None:
-                self._after(batch, new)
+            if self.exporter is not None:
+                self._after(batch, (0,))
             return
         with self._cond:
             self._queue.append(run)

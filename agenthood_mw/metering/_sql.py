@@ -7,12 +7,15 @@ identifier) is ever formatted into SQL; every value is a bound parameter.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from agenthood_mw._core.urls import check_postgres_dsn
 
 __all__ = ["Database", "PostgresDatabase", "SQLiteDatabase", "split_pg_url", "sqlite_path_from_url"]
 
@@ -94,7 +97,14 @@ class SQLiteDatabase(Database):
             raise ValueError("path: expected a SQLite file path or ':memory:'")
         self.prefix = self.index_prefix = check_identifier(table_prefix, option="table_prefix")
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if path != ":memory:":
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                raise ValueError(f"path: directory {directory!r} does not exist (create it first)")
+        try:
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ValueError(f"path: cannot open the SQLite database {path!r}: {exc}") from None
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -150,6 +160,9 @@ class PostgresDatabase(Database):
             raise ImportError(
                 "the PostgreSQL ledger needs psycopg; install agenthood-mw[postgres]"
             ) from exc
+        if not isinstance(dsn, str) or not dsn:
+            raise ValueError("dsn: expected a PostgreSQL URL or libpq connection string")
+        check_postgres_dsn(dsn, option="dsn")
         self.index_prefix = check_identifier(table_prefix, option="table_prefix")
         if schema is not None:
             check_identifier(schema, option="schema")

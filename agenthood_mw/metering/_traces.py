@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TypeVar
 
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.scope import MemoryScope, require_scope
+from agenthood_mw._core.urls import redact
 from agenthood_mw.metering._records import RunRecord
 from agenthood_mw.metering._sql import (
     Database,
@@ -101,6 +106,9 @@ class TraceStore(ABC):
     def write_runs(self, runs: Sequence[RunRecord]) -> None:
         """Store the traces of ``runs`` (each under its own scope); purge expired ones."""
         self._put(runs)
+        self._purge_if_due()
+
+    def _purge_if_due(self) -> None:
         if self.retention is not None:
             now = self._clock()
             if now - self._last_purge >= self._PURGE_EVERY:
@@ -154,33 +162,69 @@ class TraceStore(ABC):
 
 
 class MemoryTraceStore(TraceStore):
-    """In-process trace store (``memory://``)."""
+    """In-process trace store (``memory://``).
+
+    A write appends the run to a buffer (one atomic ``deque.extend``, no lock, no clock read on
+    the request path); the buffer is folded into the table every :attr:`_FOLD_EVERY` runs and
+    before every read, erase or purge, so readers always see every run written before the read.
+    """
 
     blocking = False
+    _FOLD_EVERY = 256
 
     def __init__(self, *, retention: object = "30d", clock: Callable[[], float] = time.time):
         super().__init__(retention=retention, clock=clock)
         self._lock = threading.Lock()
         # Runs are kept as records; the trace document is built when read.
         self._data: dict[str, dict[str, RunRecord]] = {}
+        self._pending: deque[RunRecord] = deque()
+
+    def write_runs(self, runs: Sequence[RunRecord]) -> None:
+        pending = self._pending
+        pending.extend(runs)
+        if len(pending) >= self._FOLD_EVERY:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Fold buffered writes in, then purge expired traces when due (as a write would)."""
+        if self._pending:
+            with self._lock:
+                self._fold()
+            self._purge_if_due()
+
+    def _fold(self) -> None:
+        """Move buffered runs into the table (caller holds the lock). ``popleft`` never loses
+        a run appended concurrently: the deque's append and popleft are atomic."""
+        pending, data = self._pending, self._data
+        while pending:
+            try:
+                run = pending.popleft()
+            except IndexError:  # pragma: no cover - emptied by another thread
+                break
+            key = run.scope.storage_key
+            bucket = data.get(key)
+            if bucket is None:
+                bucket = data[key] = {}
+            bucket.setdefault(run.run_id, run)
 
     def _put(self, runs: Sequence[RunRecord]) -> None:
+        self._pending.extend(runs)
         with self._lock:
-            for run in runs:
-                bucket = self._data.get(run.scope.storage_key)
-                if bucket is None:
-                    bucket = self._data[run.scope.storage_key] = {}
-                bucket.setdefault(run.run_id, run)
+            self._fold()
 
     def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        self._sync()
         with self._lock:
+            self._fold()
             found = self._data.get(scope_key, {}).get(run_id)
         return None if found is None else (found.scope.storage_key, found.trace())
 
     def _list(
         self, scope_key: str, limit: int, before: float | None
     ) -> list[tuple[str, dict[str, Any]]]:
+        self._sync()
         with self._lock:
+            self._fold()
             items = list(self._data.get(scope_key, {}).values())
         items = [r for r in items if before is None or r.started_at < before]
         items.sort(key=lambda r: r.started_at, reverse=True)
@@ -188,11 +232,13 @@ class MemoryTraceStore(TraceStore):
 
     def _erase(self, scope_key: str) -> int:
         with self._lock:
+            self._fold()
             return len(self._data.pop(scope_key, {}))
 
     def _purge(self, older_than: float) -> int:
         n = 0
         with self._lock:
+            self._fold()
             for bucket in self._data.values():
                 for run_id in [r for r, v in bucket.items() if v.ended_at < older_than]:
                     del bucket[run_id]
@@ -203,6 +249,47 @@ class MemoryTraceStore(TraceStore):
         return None
 
 
+_ZERO_TOTALS = (0, 0, 0, 0, 0, 0, 0, 0)
+_EMPTY_TAIL = (
+    ',"stopReason":null,"error":null,"totals":{"inputTokens":0,"outputTokens":0,'
+    '"cachedInputTokens":0,"reasoningTokens":0,"totalCost":"0","steps":0,"toolCalls":0,'
+    '"modelCalls":0},"events":[]}'
+)
+
+
+def _trace_json(run: RunRecord, heads: dict[tuple[str, str | None, str | None], str]) -> str:
+    """``run.trace_json()``, the same text; a run that recorded nothing (most requests) is
+    assembled from cached pieces (runs the writer thread, which holds the GIL meanwhile)."""
+    run_id, started, ended, status = run.run_id, run.started_at, run.ended_at, run.status
+    if (
+        run.events
+        or run.stop_reason is not None
+        or run.error is not None
+        or run.totals != _ZERO_TOTALS
+        or type(started) is not float
+        or type(ended) is not float
+        or not (math.isfinite(started) and math.isfinite(ended))
+        or not (status is None or type(status) is int)
+        or not (type(run_id) is str and run_id.isascii() and run_id.isalnum())
+    ):
+        return run.trace_json()
+    key = (run.scope.label, run.agent, run.path)
+    head = heads.get(key)
+    if head is None:
+        head = heads[key] = (
+            f'","memoryScope":{_quote(key[0])},"agent":{_text(key[1])},'
+            f'"path":{_text(key[2])},"startedAt":'
+        )
+    return (
+        f'{{"runId":"{run_id}{head}{started!r},"endedAt":{ended!r},'
+        f'"status":{"null" if status is None else status}{_EMPTY_TAIL}'
+    )
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(str(value))
+
+
 class _SQLTraceStore(TraceStore):
     def __init__(
         self, db: Database, *, retention: object, clock: Callable[[], float] = time.time
@@ -210,11 +297,23 @@ class _SQLTraceStore(TraceStore):
         super().__init__(retention=retention, clock=clock)
         self._db = db
         self._closed = False
+        # (scope label, agent, path) -> the JSON text between the run id and ``startedAt``.
+        self._heads: dict[tuple[str, str | None, str | None], str] = {}
         db.script(_SCHEMA)
 
     def _put(self, runs: Sequence[RunRecord]) -> None:
+        heads = self._heads
+        if len(heads) > 4096:
+            heads.clear()
         rows = [
-            (r.scope.storage_key, r.run_id, r.started_at, r.ended_at, r.agent, r.trace_json())
+            (
+                r.scope.storage_key,
+                r.run_id,
+                r.started_at,
+                r.ended_at,
+                r.agent,
+                _trace_json(r, heads),
+            )
             for r in runs
         ]
         self._db.write(
@@ -298,9 +397,16 @@ def trace_store_from_url(url: str, *, retention: object = "30d") -> TraceStore:
         raise TypeError("traces: expected a URL string or a TraceStore")
     if url == "memory://":
         return MemoryTraceStore(retention=retention)
-    if url.startswith("sqlite://"):
-        return SQLiteTraceStore(sqlite_path_from_url(url), retention=retention)
-    if url.startswith(("postgresql://", "postgres://")):
-        dsn, schema = split_pg_url(url)
-        return PostgresTraceStore(dsn, schema=schema, retention=retention)
-    raise ValueError(f"traces: unsupported URL {url!r} (memory://, sqlite:///, postgresql://)")
+    try:
+        if url.startswith("sqlite://"):
+            return SQLiteTraceStore(sqlite_path_from_url(url), retention=retention)
+        if url.startswith(("postgresql://", "postgres://")):
+            dsn, schema = split_pg_url(url)
+            return PostgresTraceStore(dsn, schema=schema, retention=retention)
+    except ValueError as exc:
+        raise ValueError(f"traces: {exc}") from None
+    except sqlite3.Error as exc:  # e.g. the file is not a SQLite database
+        raise ValueError(f"traces: cannot open {url!r}: {exc}") from None
+    raise ValueError(
+        f"traces: unsupported URL {redact(url)!r} (memory://, sqlite:///, postgresql://)"
+    )

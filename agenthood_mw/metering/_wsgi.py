@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS
 from agenthood_mw._core.spikes import SpikeRule
 from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw._errors import HTTPError
-from agenthood_mw._wsgi import WSGIApp, agenthood_state, route_path, send_error
+from agenthood_mw._wsgi import BoundBody, WSGIApp, agenthood_state, route_path, send_error
 from agenthood_mw.metering._asgi import stop_error
 from agenthood_mw.metering._budget import Budget
 from agenthood_mw.metering._engine import (
@@ -18,7 +18,7 @@ from agenthood_mw.metering._engine import (
     MeteringEngine,
     agent_from_path,
 )
-from agenthood_mw.metering._meter import BudgetExhausted, _current, set_meter
+from agenthood_mw.metering._meter import BudgetExhausted, _current
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -30,28 +30,6 @@ IDENTITY_KEY = "agenthood.identity"
 
 def _default_agent(environ: WSGIEnvironment) -> str | None:
     return agent_from_path(route_path(environ))
-
-
-class _Body:
-    """The app's body iterable; settles the run when the server closes it."""
-
-    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
-        self._body = body
-        self._iter: Iterator[bytes] | None = None
-        self._done: Callable[[], None] | None = done
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            done, self._done = self._done, None
-            if done is not None:
-                done()
 
 
 class CostMeterMiddleware:
@@ -165,13 +143,13 @@ class CostMeterMiddleware:
             return start_response(status_line, headers, exc_info)
 
         def done() -> None:
-            if _current.get() is meter:
-                _current.set(None)
             run = engine.settle(meter, status[0])
             if tpm_key is not None:
                 engine.tpm_charge_sync(tpm_key, run.totals.total_tokens)
 
-        set_meter(meter)
+        # The meter is bound while the app runs and, through BoundBody, around every chunk of
+        # a streamed body and its close(); never left bound in the server's thread.
+        token = _current.set(meter)
         try:
             body = self.app(environ, start)
         except BudgetExhausted as exc:
@@ -181,10 +159,12 @@ class CostMeterMiddleware:
             error = stop_error(exc)
             status[0] = error.status
             body = send_error(start_response, error)
-            done()  # nothing of the app runs any more: settle now (and unbind the meter)
+            done()  # nothing of the app runs any more: settle now
             return body
         except BaseException as exc:
             meter.record_error(exc)
             done()
             raise
-        return _Body(body, done)
+        finally:
+            _current.reset(token)
+        return BoundBody(body, _current, meter, done)

@@ -8,7 +8,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthood_mw._asgi import agenthood_state, route_path, send_error
-from agenthood_mw._core.ratelimit import UNAVAILABLE, RateLimitRule
+from agenthood_mw._core.ratelimit import (
+    UNAVAILABLE,
+    CompiledRule,
+    RateLimitDecision,
+    RateLimitRule,
+)
 from agenthood_mw._identity import Identity
 from agenthood_mw.ratelimit._base import RateLimitBase
 from agenthood_mw.ratelimit._limiter import DEFAULT_KEY_PREFIX
@@ -98,6 +103,31 @@ class RateLimitMiddleware(RateLimitBase):
             warn_interval=warn_interval,
         )
         self.app = app
+        only = self._only
+        #: One rule, in-process storage, default key and cost, plain headers: the hot path.
+        self._fast = (
+            only is not None
+            and self.memory is not None
+            and self.key_func is None
+            and self.cost_func is None
+            and self.plain_headers
+        )
+        self._policy_header = (b"ratelimit-policy", only.policy_bytes) if only else None
+        # (identity object, its storage key) of the last authenticated request: an Identity is
+        # immutable, and the pair holds a reference so the object's id cannot be reused.
+        self._last: tuple[object, str] = (object(), "")
+
+    def _fast_key(self, scope: Scope, user: object) -> str | None:
+        """The storage key of the single rule (hot path), remembering the last identity's."""
+        assert self._only is not None
+        if type(user) is Identity and user.authenticated:
+            ident = self._user_keys.get((user.tenant, user.user_id)) or self.user_key(user)
+            assert ident is not None
+            key = ident + self._only.suffix
+            self._last = (user, key)
+            return key
+        ident = self._key(scope)
+        return None if ident is None else ident + self._only.suffix
 
     def _key(self, scope: Scope) -> str | None:
         if self.key_func is not None:
@@ -120,23 +150,20 @@ class RateLimitMiddleware(RateLimitBase):
         if self.has_exempt and route_path(scope) in self.exempt:
             await self.app(scope, receive, send)
             return
-        user = scope.get("user")
-        if type(user) is Identity and user.authenticated and self.key_func is None:
-            ident: str | None = self._user_keys.get((user.tenant, user.user_id))
-            if ident is None:
-                ident = self.user_key(user)
-        else:
-            ident = self._key(scope)
-        if ident is None:
-            await self.app(scope, receive, send)
-            return
-        cost = 1 if self.cost_func is None else self.request_cost(scope)
-        only = self._only
-        memory = self.memory
-        if only is not None and memory is not None:
+        rules: list[CompiledRule]
+        outcomes: list[RateLimitDecision]
+        if self._fast:
             # Hot path: one rule, in-process storage, nothing awaited before the app.
-            o = memory.hit_one(only.policy, ident + only.suffix, cost)
-            if o.allowed and self.plain_headers:
+            user = scope.get("user")
+            last = self._last
+            key = last[1] if user is last[0] else self._fast_key(scope, user)
+            if key is None:
+                await self.app(scope, receive, send)
+                return
+            only = self._only
+            assert only is not None and self.memory is not None
+            o = self.memory.hit_one(only.policy, key, 1)
+            if o[0]:  # allowed
                 state = scope.get("state")
                 if state is None:
                     state = scope["state"] = {}
@@ -147,16 +174,12 @@ class RateLimitMiddleware(RateLimitBase):
                 if kind != "http":
                     await self.app(scope, receive, send)
                     return
-                policy_field = only.policy_bytes
-                field = only.ratelimit_item(o.remaining, o.reset_after)
+                policy_header = self._policy_header
+                field = (b"ratelimit", only.ratelimit_item(o[2], o[3]))
 
                 async def send_with_headers(message: Message) -> None:
                     if message["type"] == "http.response.start":
-                        message["headers"] = [
-                            *message.get("headers", ()),
-                            (b"ratelimit-policy", policy_field),
-                            (b"ratelimit", field),
-                        ]
+                        message["headers"] = [*message.get("headers", ()), policy_header, field]
                     await send(message)
 
                 await self.app(scope, receive, send_with_headers)
@@ -164,11 +187,23 @@ class RateLimitMiddleware(RateLimitBase):
             rules = [only]
             outcomes = [o]
         else:
+            user = scope.get("user")
+            if type(user) is Identity and user.authenticated and self.key_func is None:
+                ident: str | None = self._user_keys.get((user.tenant, user.user_id))
+                if ident is None:
+                    ident = self.user_key(user)
+            else:
+                ident = self._key(scope)
+            if ident is None:
+                await self.app(scope, receive, send)
+                return
+            cost = 1 if self.cost_func is None else self.request_cost(scope)
             method = scope.get("method", "GET")
             rules, items = self.items(method, route_path(scope), ident, cost)
             if not rules:
                 await self.app(scope, receive, send)
                 return
+            memory = self.memory
             if memory is not None:
                 outcomes = memory.hit(items)
             else:

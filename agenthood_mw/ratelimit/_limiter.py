@@ -16,6 +16,7 @@ from agenthood_mw._core.ratelimit import (
     validate_storage,
     validate_strategy,
 )
+from agenthood_mw._core.urls import check_redis_url
 from agenthood_mw.ratelimit._memory import DEFAULT_MAX_KEYS, MemoryGCRA
 
 __all__ = [
@@ -76,6 +77,9 @@ def make_backend(
     scheme = validate_storage(storage)
     strategy = validate_strategy(strategy)
     assert isinstance(storage, str)
+    if scheme != "memory":
+        # A malformed URL (bad port, database, query option) fails here, not on every request.
+        check_redis_url(storage, option="storage")
     if not isinstance(key_prefix, str) or not key_prefix or "{" in key_prefix or "}" in key_prefix:
         raise ValueError("key_prefix: expected a non-empty string without '{' or '}'")
     if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:

@@ -56,12 +56,22 @@ class MemoryGCRA:
     def hit_one(self, policy: Policy, key: str, cost: int) -> RateLimitDecision:
         """Decide one rule's request (the common case, without list building)."""
         now = self._clock()
-        state = self._data.get(key)
+        data = self._data
+        state = data.get(key)
+        known = state is not None
         if state is None:
             state = _State()
         decision = evaluate(policy, state, now, cost)
         if decision[0]:  # allowed
-            self._store(key, state, now, cost, policy)
+            if known:  # ``_store`` inlined for a key already held (the request path)
+                commit(policy, state, now, cost)
+                state.expires = now + policy.ttl
+                data.move_to_end(key)
+                self._ops += 1
+                if not self._ops & 3 and next(iter(data.values())).expires <= now:
+                    self._sweep(now)
+            else:
+                self._store(key, state, now, cost, policy)
         return decision
 
     def hit(self, items: Sequence[Item]) -> list[RateLimitDecision]:
@@ -104,10 +114,14 @@ class MemoryGCRA:
         # Every few admissions, drop expired entries from the least recently admitted end.
         self._ops += 1
         if not self._ops & 3 and next(iter(data.values())).expires <= now:
-            for _ in range(_SWEEP):
-                if next(iter(data.values())).expires > now:
-                    break
-                data.popitem(last=False)
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        data = self._data
+        for _ in range(_SWEEP):
+            if next(iter(data.values())).expires > now:
+                break
+            data.popitem(last=False)
 
     def clear(self) -> None:
         """Forget every key."""

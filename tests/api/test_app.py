@@ -272,7 +272,7 @@ async def test_unauthenticated_without_auth_middleware_is_401() -> None:
     async with client(api) as c:
         r = await c.post("/agents/spy/run", json={"task": "hi"})
     assert r.status_code == 401
-    assert r.json()["error"]["type"] == "unauthenticated"
+    assert r.json()["error"]["type"] == "unauthorized"
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert spy.runs == 0
     await api.aclose()

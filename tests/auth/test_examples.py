@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -62,9 +63,18 @@ def test_example_in_process(name: str) -> None:
     assert status(client.get("/me")) == 401
     me = client.get("/me", headers={"Authorization": f"Bearer {runner}"})
     assert status(me) == 200 and body(me)["userId"] == "usr_cli"
-    ok = client.post("/agents/dev/run", headers={"Authorization": f"Bearer {runner}"})
+    task = {"task": "plan the release"}
+    ok = client.post("/agents/dev/run", headers={"Authorization": f"Bearer {runner}"}, json=task)
     assert status(ok) == 200 and body(ok)["userId"] == "usr_cli"
-    denied = client.post("/agents/dev/run", headers={"Authorization": f"Bearer {reader}"})
+    # the run is metered (header and body agree) and bound to the caller's memory scope
+    assert body(ok)["memoryScope"] == "usr_cli"
+    assert body(ok)["cost"]["inputTokens"] > 0 and body(ok)["cost"]["totalCost"] > 0
+    assert Decimal(ok.headers["X-Agenthood-Cost"]) > 0
+    no_task = client.post("/agents/dev/run", headers={"Authorization": f"Bearer {runner}"})
+    assert status(no_task) == 422
+    denied = client.post(
+        "/agents/dev/run", headers={"Authorization": f"Bearer {reader}"}, json=task
+    )
     assert status(denied) == 403
 
 
@@ -74,7 +84,9 @@ def test_fastapi_example_accepts_api_keys() -> None:
 
     created = create_api_key(module.key_store, user_id="svc", scopes=["agents:run"])
     client = TestClient(module.app)
-    r = client.post("/agents/dev/run", headers={"X-API-Key": created.secret})
+    r = client.post(
+        "/agents/dev/run", headers={"X-API-Key": created.secret}, json={"task": "review"}
+    )
     assert r.status_code == 200 and r.json()["userId"] == "svc"
 
 

@@ -32,6 +32,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "AGENTHOOD_RATE_LIMIT_STORAGE",
         "AGENTHOOD_PROVIDER_URL",
         "AGENTHOOD_PROVIDER_MODEL",
+        "AGENTHOOD_PRICES",
     ):
         monkeypatch.delenv(name, raising=False)
     directory = tmp_path / "data"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -176,6 +177,8 @@ class RedisServer:
 @pytest.fixture
 def private_redis(redis_url: str) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
+        if os.environ.get("AGENTHOOD_REQUIRE_SERVICES") == "1":
+            pytest.fail("redis-server binary not available and AGENTHOOD_REQUIRE_SERVICES=1")
         pytest.skip("redis-server binary not available")
     server = RedisServer(free_port())
     server.start()

@@ -61,7 +61,8 @@ async def test_limiter_cost_and_key_validation() -> None:
 
 
 async def test_behind_the_real_auth_middleware() -> None:
-    auth = pytest.importorskip("agenthood_mw.auth")
+    import agenthood_mw.auth as auth
+
     inner = RateLimitMiddleware(Starlette(routes=[Route("/", ok)]), max=20, burst=5, clock=Clock())
     app: Any = auth.AuthMiddleware(
         inner, strategy="jwt", secret=SECRET, audience="agenthood-api", optional=True
