@@ -250,19 +250,23 @@ class CostMeterMiddleware:
             if mtype == "http.response.start":
                 started = True
                 status = message["status"]
-                # A new list on the message (the app's own header list is never mutated).
+                # A new message and a new header list: the app's own message dict and header
+                # list are never mutated (an app may send one prebuilt dict on every request).
                 if cost_header:
                     nanos = meter._nanos
-                    message["headers"] = [
-                        *message.get("headers", ()),
-                        run_header,
-                        (COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"),
-                    ]
+                    message = {
+                        **message,
+                        "headers": [
+                            *message.get("headers", ()),
+                            run_header,
+                            (COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"),
+                        ],
+                    }
                 else:
-                    message["headers"] = [*message.get("headers", ()), run_header]
+                    message = {**message, "headers": [*message.get("headers", ()), run_header]}
             elif mtype == "websocket.accept":
                 started = True
-                message["headers"] = [*message.get("headers", ()), run_header]
+                message = {**message, "headers": [*message.get("headers", ()), run_header]}
             elif mtype == "websocket.http.response.start":
                 started = True
                 status = message["status"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from decimal import Decimal
@@ -26,10 +25,6 @@ _LITELLM_KEYS: Final = {
 }
 _SHORT_KEYS: Final = frozenset({"input", "output", "cached_input", "cache_write", "reasoning"})
 UnknownPolicy = Literal["error", "zero", "default"]
-
-
-#: A trailing snapshot date: ``-2024-07-18`` (OpenAI) or ``-20241022`` (Anthropic).
-_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
 class UnknownModelError(LookupError):
@@ -134,12 +129,6 @@ class PriceTable:
             price = table.get(f"{provider}/{model}")
         if price is None and "/" in model:
             price = table.get(model.split("/", 1)[1])
-        if price is None:
-            # A dated snapshot answered for its alias: gpt-4o-mini-2024-07-18, claude-3-5-
-            # sonnet-20241022. Only an exact entry for the alias matches (no prefix matching).
-            base = _SNAPSHOT.sub("", model)
-            if base != model:
-                price = self._find(base, provider)
         return price
 
     def price(self, model: str, provider: str | None = None) -> ModelPrice:

@@ -179,7 +179,10 @@ class RateLimitMiddleware(RateLimitBase):
 
                 async def send_with_headers(message: Message) -> None:
                     if message["type"] == "http.response.start":
-                        message["headers"] = [*message.get("headers", ()), policy_header, field]
+                        message = {
+                            **message,
+                            "headers": [*message.get("headers", ()), policy_header, field],
+                        }
                     await send(message)
 
                 await self.app(scope, receive, send_with_headers)
@@ -240,5 +243,6 @@ class _AddHeaders:
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *self.extra]
+            # A new message: the app's own dict may be reused for every response.
+            message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
         await self.send(message)
