@@ -101,3 +101,31 @@ def test_import_needs_no_extras() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_wsgi_twins_take_exactly_the_same_keywords() -> None:
+    import inspect
+
+    for name in EXPECTED_WSGI:
+        asgi = inspect.signature(getattr(agenthood_mw, name)).parameters
+        wsgi = inspect.signature(getattr(agenthood_mw.wsgi, name)).parameters
+        assert list(asgi) == list(wsgi), name
+        assert [p.default for p in asgi.values()] == [p.default for p in wsgi.values()], name
+        assert next(iter(asgi)) == "app"
+        assert all(p.kind is p.KEYWORD_ONLY for p in list(asgi.values())[1:]), name
+
+
+def test_non_callable_app_is_refused_at_construction() -> None:
+    import pytest
+
+    from agenthood_mw import PriceTable
+
+    options = {
+        "AuthMiddleware": {"secret": "s" * 32},
+        "RateLimitMiddleware": {"max": 1},
+        "CostMeterMiddleware": {"prices": PriceTable({})},
+    }
+    for module, kind in ((agenthood_mw, "ASGI"), (agenthood_mw.wsgi, "WSGI")):
+        for name, kwargs in options.items():
+            with pytest.raises(TypeError, match=f"app: expected an {kind} application"):
+                getattr(module, name)("not an app", **kwargs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import anyio.to_thread
 from starlette.authentication import AuthCredentials
@@ -25,7 +24,7 @@ from agenthood_mw._core.authcore import (
 )
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
-from agenthood_mw.auth._config import build_setup
+from agenthood_mw.auth._shell import AuthShell
 
 __all__ = ["AuthMiddleware"]
 
@@ -34,7 +33,7 @@ logger = logging.getLogger("agenthood_mw.auth")
 _Entry = tuple[Identity, AuthCredentials]
 
 
-class AuthMiddleware:
+class AuthMiddleware(AuthShell):
     """Authenticate every HTTP and WebSocket request before it reaches ``app``.
 
     On success ``scope["user"]`` is the :class:`~agenthood_mw.Identity`, ``scope["auth"]`` the
@@ -50,71 +49,14 @@ class AuthMiddleware:
     The WSGI twin :class:`agenthood_mw.wsgi.AuthMiddleware` takes the same keywords.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        strategy: str | Authenticator | list[str | Authenticator] = "jwt",
-        secret: str | bytes | None = None,
-        public_key: Any = None,
-        jwks_url: str | None = None,
-        algorithms: list[str] | tuple[str, ...] | None = None,
-        audience: str | list[str] | None = None,
-        issuer: str | None = None,
-        leeway: float | str = 0,
-        max_token_lifetime: float | str | None = "1d",  # noqa: S107
-        user_claim: str = "sub",
-        tenant_claim: str | None = "tenant",
-        scopes_claim: str = "scope",
-        key_store: Any = None,
-        exempt_paths: list[str] | tuple[str, ...] = (),
-        optional: bool = False,
-        required_scopes: list[str] | tuple[str, ...] | frozenset[str] = (),
-        realm: str = "agenthood",
-        cache_size: int = 10_000,
-        api_key_header: str | None = "auto",
-        jwks_cache_ttl: float | str = "10m",
-        jwks_cooldown: float | str = "30s",
-        jwks_timeout: float | str = "5s",
-        max_token_bytes: int = 8192,
-    ) -> None:
-        options: dict[str, Any] = {}
-        if api_key_header != "auto":
-            options["api_key_header"] = api_key_header
-        setup = build_setup(
-            strategy=strategy,
-            secret=secret,
-            public_key=public_key,
-            jwks_url=jwks_url,
-            algorithms=algorithms,
-            audience=audience,
-            issuer=issuer,
-            leeway=leeway,
-            max_token_lifetime=max_token_lifetime,
-            user_claim=user_claim,
-            tenant_claim=tenant_claim,
-            scopes_claim=scopes_claim,
-            key_store=key_store,
-            exempt_paths=exempt_paths,
-            optional=optional,
-            required_scopes=required_scopes,
-            realm=realm,
-            cache_size=cache_size,
-            jwks_cache_ttl=jwks_cache_ttl,
-            jwks_cooldown=jwks_cooldown,
-            jwks_timeout=jwks_timeout,
-            max_token_bytes=max_token_bytes,
-            **options,
-        )
-        self.app = app
-        self.setup = setup
+    app: ASGIApp
+
+    def _setup(self) -> None:
+        setup = self.setup
         self._cache: TokenCache[_Entry] = TokenCache(setup.cache_size, threadsafe=False)
         self._cache_get = self._cache.get
-        self._exempt = setup.exempt if setup.exempt else None
         self._api_header = setup.api_key_header.encode() if setup.api_key_header else None
         self._anonymous: _Entry = (Identity.anonymous(), AuthCredentials())
-        self._challenges = setup.challenges
-        self._required = setup.required_scopes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

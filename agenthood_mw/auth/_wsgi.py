@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agenthood_mw._context import identity_var, reset_identity, set_identity
 from agenthood_mw._core.authcore import (
@@ -20,7 +20,7 @@ from agenthood_mw._core.authcore import (
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 from agenthood_mw._wsgi import STATE_KEY, BoundBody, WSGIApp, route_path, send_error
-from agenthood_mw.auth._config import build_setup
+from agenthood_mw.auth._shell import AuthShell
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -35,7 +35,7 @@ logger = logging.getLogger("agenthood_mw.auth")
 IDENTITY_KEY = "agenthood.identity"
 
 
-class AuthMiddleware:
+class AuthMiddleware(AuthShell):
     """Authenticate every request before it reaches the WSGI ``app`` (Flask, Django, ...).
 
     On success ``environ["agenthood.identity"]`` and ``environ["agenthood.state"]["identity"]``
@@ -51,73 +51,17 @@ class AuthMiddleware:
     is refused with 400 like two headers are under ASGI.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        strategy: str | Authenticator | list[str | Authenticator] = "jwt",
-        secret: str | bytes | None = None,
-        public_key: Any = None,
-        jwks_url: str | None = None,
-        algorithms: list[str] | tuple[str, ...] | None = None,
-        audience: str | list[str] | None = None,
-        issuer: str | None = None,
-        leeway: float | str = 0,
-        max_token_lifetime: float | str | None = "1d",  # noqa: S107
-        user_claim: str = "sub",
-        tenant_claim: str | None = "tenant",
-        scopes_claim: str = "scope",
-        key_store: Any = None,
-        exempt_paths: list[str] | tuple[str, ...] = (),
-        optional: bool = False,
-        required_scopes: list[str] | tuple[str, ...] | frozenset[str] = (),
-        realm: str = "agenthood",
-        cache_size: int = 10_000,
-        api_key_header: str | None = "auto",
-        jwks_cache_ttl: float | str = "10m",
-        jwks_cooldown: float | str = "30s",
-        jwks_timeout: float | str = "5s",
-        max_token_bytes: int = 8192,
-    ) -> None:
-        options: dict[str, Any] = {}
-        if api_key_header != "auto":
-            options["api_key_header"] = api_key_header
-        setup = build_setup(
-            strategy=strategy,
-            secret=secret,
-            public_key=public_key,
-            jwks_url=jwks_url,
-            algorithms=algorithms,
-            audience=audience,
-            issuer=issuer,
-            leeway=leeway,
-            max_token_lifetime=max_token_lifetime,
-            user_claim=user_claim,
-            tenant_claim=tenant_claim,
-            scopes_claim=scopes_claim,
-            key_store=key_store,
-            exempt_paths=exempt_paths,
-            optional=optional,
-            required_scopes=required_scopes,
-            realm=realm,
-            cache_size=cache_size,
-            jwks_cache_ttl=jwks_cache_ttl,
-            jwks_cooldown=jwks_cooldown,
-            jwks_timeout=jwks_timeout,
-            max_token_bytes=max_token_bytes,
-            **options,
-        )
-        self.app = app
-        self.setup = setup
+    _app_kind = "WSGI"
+    app: WSGIApp
+
+    def _setup(self) -> None:
+        setup = self.setup
         self._cache: TokenCache[Identity] = TokenCache(setup.cache_size, threadsafe=True)
-        self._exempt = setup.exempt if setup.exempt else None
         self._api_environ = (
             "HTTP_" + setup.api_key_header.upper().replace("-", "_")
             if setup.api_key_header
             else None
         )
-        self._challenges = setup.challenges
-        self._required = setup.required_scopes
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         authorization: str | None = environ.get("HTTP_AUTHORIZATION")

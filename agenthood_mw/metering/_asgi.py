@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthood_mw._asgi import route_path, send_error
-from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS, Hold
+from agenthood_mw._core.budgets import Hold
 from agenthood_mw._core.pricing import format_nanos
-from agenthood_mw._core.spikes import SpikeRule
-from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw._errors import HTTPError
-from agenthood_mw.metering._budget import Budget
 from agenthood_mw.metering._engine import (
-    _SAME_AS_LEDGER,
     RESERVED_TENANT_ERROR,
-    MeteringEngine,
     agent_from_path,
 )
 from agenthood_mw.metering._meter import BudgetExhausted, Meter, _current
+from agenthood_mw.metering._shell import MeterShell
 
 __all__ = ["CostMeterMiddleware"]
 
@@ -54,7 +50,7 @@ def stop_error(exc: BudgetExhausted) -> HTTPError:
     )
 
 
-class CostMeterMiddleware:
+class CostMeterMiddleware(MeterShell):
     """Meters the cost of every request; enforces spend budgets and token rates.
 
     One :class:`~agenthood_mw.metering.Meter` per request, reachable as
@@ -95,74 +91,16 @@ class CostMeterMiddleware:
         clock: Unix-seconds clock (tests).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        prices: object,
-        ledger: object = "memory://",
-        budgets: Iterable[Budget] = (),
-        on_alert: object = "log",
-        spike_rule: SpikeRule | None = None,
-        tokens_per_minute: object = None,
-        token_storage: str = "memory://",  # noqa: S107 - a URL
-        agent: Callable[[Scope], str | None] | None = None,
-        thinking_budget: ThinkingBudget | None = None,
-        thinking_budgets: Mapping[str, ThinkingBudget] | None = None,
-        traces: object = _SAME_AS_LEDGER,
-        trace_retention: object = "30d",
-        reservation_ttl: object = "10m",
-        budget_storage: str = "memory://",
-        budget_key_prefix: str = "agenthood:budget:",
-        cost_header: bool = True,
-        exempt_paths: Iterable[str] = (),
-        opentelemetry: object = False,
-        clock: Callable[[], float] | None = None,
-        agents: Iterable[str] | None = None,
-        max_budget_accounts: int = DEFAULT_MAX_ACCOUNTS,
-    ) -> None:
-        if agent is not None and not callable(agent):
-            raise TypeError("agent: expected a callable taking the ASGI scope")
-        self.app = app
-        self._agent = agent or _default_agent
-        extra: dict[str, Any] = {} if clock is None else {"clock": clock}
-        self.engine = MeteringEngine(
-            prices=prices,
-            ledger=ledger,
-            budgets=budgets,
-            on_alert=on_alert,
-            spike_rule=spike_rule,
-            tokens_per_minute=tokens_per_minute,
-            token_storage=token_storage,
-            thinking_budget=thinking_budget,
-            thinking_budgets=thinking_budgets,
-            traces=traces,
-            trace_retention=trace_retention,
-            reservation_ttl=reservation_ttl,
-            budget_storage=budget_storage,
-            budget_key_prefix=budget_key_prefix,
-            cost_header=cost_header,
-            exempt_paths=exempt_paths,
-            opentelemetry=opentelemetry,
-            agents=agents,
-            max_budget_accounts=max_budget_accounts,
-            **extra,
-        )
+    app: ASGIApp
+
+    def _builtin_agent(self) -> Callable[[Any], str | None]:
+        return _default_agent
+
+    def _setup(self) -> None:
         # ``None`` when there are none: ``PathSet.__bool__`` is a Python call per request.
         self._exempt = self.engine.exempt if self.engine.exempt else None
-        self._custom_agent = agent is not None
         # route path -> resolved agent of the default resolver (bounded; paths repeat).
         self._agent_cache: dict[str, str | None] = {}
-
-    @property
-    def ledger(self) -> Any:
-        """The ledger runs are written to."""
-        return self.engine.ledger
-
-    @property
-    def traces(self) -> Any:
-        """The trace store (``None`` when disabled)."""
-        return self.engine.traces
 
     async def flush(self) -> None:
         """Wait until every finished run is in the ledger and trace store."""

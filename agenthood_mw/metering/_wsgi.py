@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS
-from agenthood_mw._core.spikes import SpikeRule
-from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._wsgi import BoundBody, WSGIApp, agenthood_state, route_path, send_error
 from agenthood_mw.metering._asgi import stop_error
-from agenthood_mw.metering._budget import Budget
 from agenthood_mw.metering._engine import (
-    _SAME_AS_LEDGER,
     RESERVED_TENANT_ERROR,
-    MeteringEngine,
     agent_from_path,
 )
 from agenthood_mw.metering._meter import BudgetExhausted, _current
+from agenthood_mw.metering._shell import MeterShell
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -32,7 +27,7 @@ def _default_agent(environ: WSGIEnvironment) -> str | None:
     return agent_from_path(route_path(environ))
 
 
-class CostMeterMiddleware:
+class CostMeterMiddleware(MeterShell):
     """WSGI twin of :class:`agenthood_mw.metering.CostMeterMiddleware` (same keywords).
 
     The identity is read from ``environ["agenthood.identity"]``; the meter is at
@@ -41,67 +36,11 @@ class CostMeterMiddleware:
     ``agent`` receives the WSGI ``environ``.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        prices: object,
-        ledger: object = "memory://",
-        budgets: Iterable[Budget] = (),
-        on_alert: object = "log",
-        spike_rule: SpikeRule | None = None,
-        tokens_per_minute: object = None,
-        token_storage: str = "memory://",  # noqa: S107 - a URL
-        agent: Callable[[Any], str | None] | None = None,
-        thinking_budget: ThinkingBudget | None = None,
-        thinking_budgets: Mapping[str, ThinkingBudget] | None = None,
-        traces: object = _SAME_AS_LEDGER,
-        trace_retention: object = "30d",
-        reservation_ttl: object = "10m",
-        budget_storage: str = "memory://",
-        budget_key_prefix: str = "agenthood:budget:",
-        cost_header: bool = True,
-        exempt_paths: Iterable[str] = (),
-        opentelemetry: object = False,
-        clock: Callable[[], float] | None = None,
-        agents: Iterable[str] | None = None,
-        max_budget_accounts: int = DEFAULT_MAX_ACCOUNTS,
-    ) -> None:
-        if agent is not None and not callable(agent):
-            raise TypeError("agent: expected a callable taking the WSGI environ")
-        self.app = app
-        self._agent = agent or _default_agent
-        extra: dict[str, Any] = {} if clock is None else {"clock": clock}
-        self.engine = MeteringEngine(
-            prices=prices,
-            ledger=ledger,
-            budgets=budgets,
-            on_alert=on_alert,
-            spike_rule=spike_rule,
-            tokens_per_minute=tokens_per_minute,
-            token_storage=token_storage,
-            thinking_budget=thinking_budget,
-            thinking_budgets=thinking_budgets,
-            traces=traces,
-            trace_retention=trace_retention,
-            reservation_ttl=reservation_ttl,
-            budget_storage=budget_storage,
-            budget_key_prefix=budget_key_prefix,
-            cost_header=cost_header,
-            exempt_paths=exempt_paths,
-            opentelemetry=opentelemetry,
-            agents=agents,
-            max_budget_accounts=max_budget_accounts,
-            **extra,
-        )
+    _app_kind = "WSGI"
+    app: WSGIApp
 
-    @property
-    def ledger(self) -> Any:
-        return self.engine.ledger
-
-    @property
-    def traces(self) -> Any:
-        return self.engine.traces
+    def _builtin_agent(self) -> Callable[[Any], str | None]:
+        return _default_agent
 
     def flush(self) -> None:
         """Block until every finished run is written."""

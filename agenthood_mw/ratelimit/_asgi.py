@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,12 +11,9 @@ from agenthood_mw._core.ratelimit import (
     UNAVAILABLE,
     CompiledRule,
     RateLimitDecision,
-    RateLimitRule,
 )
 from agenthood_mw._identity import Identity
 from agenthood_mw.ratelimit._base import RateLimitBase
-from agenthood_mw.ratelimit._limiter import DEFAULT_KEY_PREFIX
-from agenthood_mw.ratelimit._memory import DEFAULT_MAX_KEYS
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -57,52 +53,9 @@ class RateLimitMiddleware(RateLimitBase):
         warn_interval: seconds between two storage-failure warnings.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        window: object = "1m",
-        max: int | None = None,
-        burst: int = 0,
-        storage: str = "memory://",
-        strategy: str = "gcra",
-        rules: Sequence[RateLimitRule] = (),
-        key: Callable[[Scope], str | None] | None = None,
-        cost: Callable[[Scope], int] | None = None,
-        trusted_proxies: Collection[str] = (),
-        exempt_paths: Iterable[str] = (),
-        fail_open: bool = True,
-        headers: bool = True,
-        legacy_headers: bool = False,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        storage_options: Mapping[str, Any] | None = None,
-        max_keys: int = DEFAULT_MAX_KEYS,
-        clock: Callable[[], float] | None = None,
-        warn_interval: float = 60.0,
-    ) -> None:
-        if not callable(app):
-            raise TypeError("app: expected an ASGI application")
-        super().__init__(
-            window=window,
-            max=max,
-            burst=burst,
-            storage=storage,
-            strategy=strategy,
-            rules=rules,
-            key=key,
-            cost=cost,
-            trusted_proxies=trusted_proxies,
-            exempt_paths=exempt_paths,
-            fail_open=fail_open,
-            headers=headers,
-            legacy_headers=legacy_headers,
-            key_prefix=key_prefix,
-            storage_options=storage_options,
-            max_keys=max_keys,
-            clock=clock,
-            warn_interval=warn_interval,
-        )
-        self.app = app
+    app: ASGIApp
+
+    def _setup(self) -> None:
         only = self._only
         #: One rule, in-process storage, default key and cost, plain headers: the hot path.
         self._fast = (

@@ -31,10 +31,18 @@ _KEY_CACHE_SIZE = 65536
 
 
 class RateLimitBase:
-    """Options and per-request key/cost derivation common to both shells."""
+    """Options and per-request key/cost derivation common to both shells.
+
+    The constructor (and so the keyword list) is this one for both shells: the ASGI and WSGI
+    classes cannot drift apart. A shell adds its own per-instance state in :meth:`_setup`.
+    """
+
+    #: "ASGI" or "WSGI", for the error message of a non-callable ``app``.
+    _app_kind = "ASGI"
 
     def __init__(
         self,
+        app: Any,
         *,
         window: object = "1m",
         max: int | None = None,
@@ -55,6 +63,9 @@ class RateLimitBase:
         clock: Callable[[], float] | None = None,
         warn_interval: float = 60.0,
     ) -> None:
+        if not callable(app):
+            raise TypeError(f"app: expected an {self._app_kind} application")
+        self.app = app
         self.planner = Planner(
             window=window,
             max=max,
@@ -95,6 +106,10 @@ class RateLimitBase:
         self._only: CompiledRule | None = self.planner.only
         self._user_keys: dict[tuple[str | None, str], str] = {}
         self._addr_keys: dict[str, str] = {}
+        self._setup()
+
+    def _setup(self) -> None:
+        """Per-shell state derived from the validated options (override in a shell)."""
 
     async def aclose(self) -> None:
         """Release the storage's asyncio connections (Redis)."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from agenthood_mw._core.ratelimit import UNAVAILABLE, RateLimitRule
+from agenthood_mw._core.ratelimit import UNAVAILABLE
 from agenthood_mw._wsgi import WSGIApp, agenthood_state, route_path, send_error
 from agenthood_mw.ratelimit._base import RateLimitBase
-from agenthood_mw.ratelimit._limiter import DEFAULT_KEY_PREFIX
-from agenthood_mw.ratelimit._memory import DEFAULT_MAX_KEYS
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -30,52 +28,8 @@ class RateLimitMiddleware(RateLimitBase):
     workers need ``storage="redis://..."`` to share one quota.
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        window: object = "1m",
-        max: int | None = None,
-        burst: int = 0,
-        storage: str = "memory://",
-        strategy: str = "gcra",
-        rules: Sequence[RateLimitRule] = (),
-        key: Callable[[WSGIEnvironment], str | None] | None = None,
-        cost: Callable[[WSGIEnvironment], int] | None = None,
-        trusted_proxies: Collection[str] = (),
-        exempt_paths: Iterable[str] = (),
-        fail_open: bool = True,
-        headers: bool = True,
-        legacy_headers: bool = False,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        storage_options: Mapping[str, Any] | None = None,
-        max_keys: int = DEFAULT_MAX_KEYS,
-        clock: Callable[[], float] | None = None,
-        warn_interval: float = 60.0,
-    ) -> None:
-        if not callable(app):
-            raise TypeError("app: expected a WSGI application")
-        super().__init__(
-            window=window,
-            max=max,
-            burst=burst,
-            storage=storage,
-            strategy=strategy,
-            rules=rules,
-            key=key,
-            cost=cost,
-            trusted_proxies=trusted_proxies,
-            exempt_paths=exempt_paths,
-            fail_open=fail_open,
-            headers=headers,
-            legacy_headers=legacy_headers,
-            key_prefix=key_prefix,
-            storage_options=storage_options,
-            max_keys=max_keys,
-            clock=clock,
-            warn_interval=warn_interval,
-        )
-        self.app = app
+    _app_kind = "WSGI"
+    app: WSGIApp
 
     def _key(self, environ: WSGIEnvironment) -> str | None:
         if self.key_func is not None:
