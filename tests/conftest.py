@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
+
+# Test helpers shared across folders (``served.py``) are imported by module name.
+sys.path.insert(0, os.path.dirname(__file__))
 
 REQUIRE_SERVICES = os.environ.get("AGENTHOOD_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("AGENTHOOD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

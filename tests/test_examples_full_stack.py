@@ -10,8 +10,6 @@ other's, a run is metered and its cost is in the user's ledger, the 26th request
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from served import free_port, served
 
 from agenthood_mw.auth import mint_token
 
@@ -30,12 +29,6 @@ AUDIENCE = "agenthood-api"
 RUN_ID = "X-Agenthood-Run-Id"
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _command(name: str, port: int) -> list[str]:
@@ -49,42 +42,15 @@ def _command(name: str, port: int) -> list[str]:
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """(example name, base URL) of the example served in a subprocess."""
     name: str = request.param
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "AGENTHOOD_JWT_SECRET": SECRET,
         "MEMORY_URL": "memory://",
         "LEDGER_URL": "memory://",
     }
-    proc = subprocess.Popen(
-        _command(name, port),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited with {proc.returncode} before serving")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{name} did not answer /health within 30 s")
-            time.sleep(0.1)
+    with served(_command(name, port), port=port, env=env, cwd=ROOT, what=name) as (base, _proc):
         yield name, base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def bearer(user: str, *scopes: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from served import free_port, served
 
 from agenthood_mw.auth import mint_token
 
@@ -107,13 +107,6 @@ def test_agent_api_example_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> 
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def multiworker(
     redis_url: str, redis_prefix: str, postgres_dsn: str, postgres_schema: str
@@ -126,37 +119,15 @@ def multiworker(
         "AGENTHOOD_POSTGRES_DSN": postgres_dsn,
         "AGENTHOOD_PG_SCHEMA": postgres_schema,
     }
-    port = _free_port()
-    command = [sys.executable, "-m", "agenthood_mw.cli", "serve"]
-    process = subprocess.Popen(
-        [*command, "examples.multiworker_redis:app", "--workers", "2", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 45
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"multiworker example did not start:\n{output}")
-            time.sleep(0.2)
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "agenthood_mw.cli", "serve"),
+        *("examples.multiworker_redis:app", "--workers", "2", "--port", str(port)),
+    ]
+    with served(
+        command, port=port, env=env, cwd=ROOT, timeout=45, what="the multiworker example"
+    ) as (url, _process):
         yield url, env
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.mark.slow
@@ -220,28 +191,9 @@ def test_agent_api_example_under_agenthood_serve() -> None:
         **{k: v for k, v in os.environ.items() if not k.startswith(("AGENTHOOD_", "LLM_"))},
         "AGENTHOOD_JWT_SECRET": SECRET,
     }
-    port = _free_port()
-    process = subprocess.Popen(
-        [*SERVE, "examples.agent_api:app", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"examples.agent_api did not start:\n{output}")
-            time.sleep(0.1)
+    port = free_port()
+    command = [*SERVE, "examples.agent_api:app", "--port", str(port), "--log-level", "warning"]
+    with served(command, port=port, env=env, cwd=ROOT, what="examples.agent_api") as (url, _p):
         with httpx.Client(base_url=url, timeout=30) as client:
             added = client.post("/agents/todo/run", json={"task": "add x"}, headers=bearer("u"))
             listing = client.post("/agents/todo/run", json={"task": "list"}, headers=bearer("u"))
@@ -251,9 +203,6 @@ def test_agent_api_example_under_agenthood_serve() -> None:
         assert listing.json()["output"] == "- x"
         assert other.json()["output"] == "Your list is empty."
         assert agents == [{"name": "todo", "description": agents[0]["description"]}]
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def test_agent_api_example_without_secret_fails_in_one_line() -> None:

@@ -6,10 +6,8 @@ in-process through each framework's test client."""
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -18,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from served import free_port, served
 from starlette.testclient import TestClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -90,30 +89,10 @@ def test_fastapi_example_accepts_api_keys() -> None:
     assert r.status_code == 200 and r.json()["userId"] == "svc"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_starlette_example_serves_over_http() -> None:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "starlette_app.py"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.1)
+    port = free_port()
+    command = [sys.executable, str(EXAMPLES / "starlette_app.py"), "--port", str(port)]
+    with served(command, port=port, what="examples/starlette_app.py") as (base, _proc):
         token = script_token("starlette_app")
         req = urllib.request.Request(base + "/me", headers={"Authorization": f"Bearer {token}"})
         assert b"usr_cli" in urllib.request.urlopen(req, timeout=5).read()
@@ -121,6 +100,3 @@ def test_starlette_example_serves_over_http() -> None:
             urllib.request.urlopen(base + "/me", timeout=5)
         assert info.value.code == 401
         assert info.value.headers["WWW-Authenticate"] == 'Bearer realm="agenthood"'
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from served import free_port, served
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +31,6 @@ SEED_TASK = "refactor the auth middleware to use async/await"
 def _agenthood() -> list[str]:
     script = Path(sys.executable).with_name("agenthood")
     return [str(script)] if script.exists() else [sys.executable, "-m", "agenthood_mw.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -60,34 +53,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "AGENTHOOD_DATA_DIR": str(data),
         "AGENTHOOD_JWT_SECRET": SECRET,
     }
-    port = _free_port()
-    process = subprocess.Popen(
-        [*_agenthood(), "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"agenthood serve did not start:\n{output}")
-            time.sleep(0.1)
+    port = free_port()
+    command = [*_agenthood(), "serve", "--port", str(port), "--log-level", "warning"]
+    with served(command, port=port, env=env, what="agenthood serve") as (url, process):
         yield Server(url, env, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def _token(server: Server, user: str) -> str:
