@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from starlette.types import Scope, Send
+from starlette.types import Message, Scope, Send
 
 from agenthood_mw._errors import HTTPError
 
-__all__ = ["agenthood_state", "header_values", "route_path", "send_error"]
+__all__ = ["AddHeaders", "agenthood_state", "header_values", "route_path", "send_error"]
 
 #: WebSocket close code for a refused handshake when the server cannot send an HTTP response.
 WS_POLICY_VIOLATION = 1008
@@ -70,3 +71,22 @@ async def send_error(scope: Scope, send: Send, error: HTTPError) -> None:
         return
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class AddHeaders:
+    """A ``send`` that appends ``extra`` headers to ``http.response.start``.
+
+    The app's own message dict and header list are never mutated (an app may send one prebuilt
+    message on every request): the start message is copied with a new header list.
+    """
+
+    __slots__ = ("extra", "send")
+
+    def __init__(self, send: Send, extra: Sequence[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.extra = extra
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
+        await self.send(message)

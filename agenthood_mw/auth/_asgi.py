@@ -9,7 +9,7 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthood_mw._asgi import route_path, send_error
-from agenthood_mw._context import reset_identity, set_identity
+from agenthood_mw._context import identity_var
 from agenthood_mw._core.authcore import (
     Authenticator,
     AuthError,
@@ -31,6 +31,9 @@ __all__ = ["AuthMiddleware"]
 logger = logging.getLogger("agenthood_mw.auth")
 
 _Entry = tuple[Identity, AuthCredentials]
+# ``current_identity()``'s ContextVar, bound and reset without a wrapper call per request.
+_bind = identity_var.set
+_unbind = identity_var.reset
 
 
 class AuthMiddleware(AuthShell):
@@ -97,11 +100,11 @@ class AuthMiddleware(AuthShell):
                 state["agenthood"] = {"identity": identity}
             else:
                 shared["identity"] = identity
-        token = set_identity(identity)
+        token = _bind(identity)
         try:
             await self.app(scope, receive, send)
         finally:
-            reset_identity(token)
+            _unbind(token)
 
     async def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> _Entry | HTTPError:
         setup = self.setup

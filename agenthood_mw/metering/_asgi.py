@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import route_path, send_error
+from agenthood_mw._asgi import AddHeaders, route_path, send_error
 from agenthood_mw._core.budgets import Hold
 from agenthood_mw._core.pricing import format_nanos
 from agenthood_mw._errors import HTTPError
@@ -117,16 +117,30 @@ class CostMeterMiddleware(MeterShell):
                 receive = self._lifespan_receive(receive)
             await self.app(scope, receive, send)
             return
+        await self._handle(scope, receive, send, ())
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, outer: tuple[tuple[bytes, bytes], ...]
+    ) -> None:
+        """Meter one HTTP or websocket request.
+
+        ``outer``: headers an enclosing agenthood layer adds to every response of this request
+        (a ``RateLimitMiddleware`` directly around this one hands its headers here instead of
+        wrapping ``send`` a second time). They follow this layer's own headers, in the order
+        the two wrappers would have produced; error responses sent from here carry them too.
+        """
         path = route_path(scope) if scope.get("root_path") else scope.get("path", "")
         if self._exempt is not None and path in self._exempt:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, AddHeaders(send, outer) if outer else send)
             return
         engine = self.engine
         user = scope.get("user")
         last = engine.last_scope
         mscope = last[1] if user is last[0] else engine.scope_for(user)
         if mscope is None:
-            await send_error(scope, send, RESERVED_TENANT_ERROR)
+            await send_error(
+                scope, AddHeaders(send, outer) if outer else send, RESERVED_TENANT_ERROR
+            )
             return
         if self._custom_agent:
             agent = engine.agent_for(self._agent(scope))
@@ -142,7 +156,7 @@ class CostMeterMiddleware(MeterShell):
         if engine.budgets:
             admitted = await engine.admit_async(mscope, agent)
             if isinstance(admitted, HTTPError):
-                await send_error(scope, send, admitted)
+                await send_error(scope, AddHeaders(send, outer) if outer else send, admitted)
                 return
             holds = admitted
         tpm_key = None
@@ -154,7 +168,7 @@ class CostMeterMiddleware(MeterShell):
                     await asyncio.to_thread(engine.release, holds)
                 else:
                     engine.release(holds)
-                await send_error(scope, send, error)
+                await send_error(scope, AddHeaders(send, outer) if outer else send, error)
                 return
         if holds:
             meter = engine.open(mscope, agent, holds, path, tpm_key)
@@ -198,10 +212,14 @@ class CostMeterMiddleware(MeterShell):
                             *message.get("headers", ()),
                             run_header,
                             (COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"),
+                            *outer,
                         ],
                     }
                 else:
-                    message = {**message, "headers": [*message.get("headers", ()), run_header]}
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", ()), run_header, *outer],
+                    }
             elif mtype == "websocket.accept":
                 started = True
                 message = {**message, "headers": [*message.get("headers", ()), run_header]}
@@ -218,7 +236,7 @@ class CostMeterMiddleware(MeterShell):
                 raise
             error = stop_error(exc)
             status = error.status
-            await send_error(scope, send, error)
+            await send_error(scope, AddHeaders(send, outer) if outer else send, error)
         except BaseException as exc:
             meter.record_error(exc)
             raise

@@ -54,6 +54,7 @@ class Recorder:
         self.inline = not ledger.blocking and (traces is None or not traces.blocking)
         # ``MemoryLedger.write_runs`` of a run without usage events is a no-op returning [0].
         self._skip_empty = type(ledger) is MemoryLedger
+        self._write_trace = None if traces is None else traces.write_run
         self._queue: deque[RunRecord] = deque()
         self._cond = threading.Condition()
         self._pending = 0
@@ -66,23 +67,24 @@ class Recorder:
     def submit(self, run: RunRecord) -> None:
         """Hand over a finished run (never raises on the request path for blocking stores)."""
         if self.inline:
-            batch = (run,)
-            if run.usage or not self._skip_empty:
-                try:
-                    new = self.ledger.write_runs(batch)
-                except Exception:
-                    self._process(batch)  # the retrying path
-                    return
-                if self.traces is not None:
-                    self.traces.write_runs(batch)
-                if new[0] or self.exporter is not None:
-                    self._after(batch, new)
+            if not run.usage and self._skip_empty:
+                # The memory ledger stores nothing for a run without usage: only the trace.
+                write_trace = self._write_trace
+                if write_trace is not None:
+                    write_trace(run)
+                if self.exporter is not None:
+                    self._after((run,), (0,))
                 return
-            # The memory ledger stores nothing for a run without usage: only the trace.
+            batch = (run,)
+            try:
+                new = self.ledger.write_runs(batch)
+            except Exception:
+                self._process(batch)  # the retrying path
+                return
             if self.traces is not None:
                 self.traces.write_runs(batch)
-            if self.exporter is not None:
-                self._after(batch, (0,))
+            if new[0] or self.exporter is not None:
+                self._after(batch, new)
             return
         with self._cond:
             self._queue.append(run)

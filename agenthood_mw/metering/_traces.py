@@ -108,6 +108,10 @@ class TraceStore(ABC):
         self._put(runs)
         self._purge_if_due()
 
+    def write_run(self, run: RunRecord) -> None:
+        """Store the trace of one run (:meth:`write_runs` of one)."""
+        self.write_runs((run,))
+
     def _purge_if_due(self) -> None:
         if self.retention is not None:
             now = self._clock()
@@ -182,6 +186,12 @@ class MemoryTraceStore(TraceStore):
     def write_runs(self, runs: Sequence[RunRecord]) -> None:
         pending = self._pending
         pending.extend(runs)
+        if len(pending) >= self._FOLD_EVERY:
+            self._sync()
+
+    def write_run(self, run: RunRecord) -> None:
+        pending = self._pending
+        pending.append(run)
         if len(pending) >= self._FOLD_EVERY:
             self._sync()
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import agenthood_state, route_path, send_error
+from agenthood_mw._asgi import AddHeaders, agenthood_state, route_path, send_error
 from agenthood_mw._core.ratelimit import (
     UNAVAILABLE,
     CompiledRule,
@@ -14,6 +14,9 @@ from agenthood_mw._core.ratelimit import (
 )
 from agenthood_mw._identity import Identity
 from agenthood_mw.ratelimit._base import RateLimitBase
+
+if TYPE_CHECKING:
+    from agenthood_mw.metering._asgi import CostMeterMiddleware
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -65,10 +68,13 @@ class RateLimitMiddleware(RateLimitBase):
             and self.cost_func is None
             and self.plain_headers
         )
-        self._policy_header = (b"ratelimit-policy", only.policy_bytes) if only else None
+        self._policy_header = (b"ratelimit-policy", only.policy_bytes if only else b"")
         # (identity object, its storage key) of the last authenticated request: an Identity is
         # immutable, and the pair holds a reference so the object's id cannot be reused.
         self._last: tuple[object, str] = (object(), "")
+        # A CostMeterMiddleware directly inside this one adds our headers along with its own
+        # (one ``send`` wrapper instead of two; same headers, same order, see _inner_meter).
+        self._meter_layer: CostMeterMiddleware | None = _inner_meter(self.app)
 
     def _fast_key(self, scope: Scope, user: object) -> str | None:
         """The storage key of the single rule (hot path), remembering the last identity's."""
@@ -129,6 +135,10 @@ class RateLimitMiddleware(RateLimitBase):
                     return
                 policy_header = self._policy_header
                 field = (b"ratelimit", only.ratelimit_item(o[2], o[3]))
+                meter_layer = self._meter_layer
+                if meter_layer is not None and self.app is meter_layer:
+                    await meter_layer._handle(scope, receive, send, (policy_header, field))
+                    return
 
                 async def send_with_headers(message: Message) -> None:
                     if message["type"] == "http.response.start":
@@ -181,21 +191,23 @@ class RateLimitMiddleware(RateLimitBase):
         if not verdict.headers or kind != "http":
             await self.app(scope, receive, send)
             return
-        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers]
-        await self.app(scope, receive, _AddHeaders(send, extra))
+        extra = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers)
+        meter_layer = self._meter_layer
+        if meter_layer is not None and self.app is meter_layer:
+            await meter_layer._handle(scope, receive, send, extra)
+            return
+        await self.app(scope, receive, AddHeaders(send, extra))
 
 
-class _AddHeaders:
-    """A ``send`` that appends the rate-limit headers to ``http.response.start``."""
+def _inner_meter(app: object) -> CostMeterMiddleware | None:
+    """``app`` when it is exactly a :class:`CostMeterMiddleware` (not a subclass, which may
+    override ``__call__``), else ``None``.
 
-    __slots__ = ("extra", "send")
+    The rate limiter then calls the meter's request handler directly with its own headers
+    instead of wrapping ``send`` around it: the response carries the same headers in the same
+    order (the meter's, then ours), including the meter's own error responses. The shell checks
+    ``meter_layer is self.app`` on every request, so replacing ``app`` later is honoured.
+    """
+    from agenthood_mw.metering._asgi import CostMeterMiddleware
 
-    def __init__(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
-        self.send = send
-        self.extra = extra
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            # A new message: the app's own dict may be reused for every response.
-            message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
-        await self.send(message)
+    return app if type(app) is CostMeterMiddleware else None

@@ -11,7 +11,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from agenthood_mw._core.gcra import Policy, RateLimitDecision, WindowState, commit, evaluate
+from agenthood_mw._core.gcra import (
+    Policy,
+    RateLimitDecision,
+    WindowState,
+    admit,
+    commit,
+    evaluate,
+)
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryGCRA"]
 
@@ -58,20 +65,19 @@ class MemoryGCRA:
         now = self._clock()
         data = self._data
         state = data.get(key)
-        known = state is not None
         if state is None:
             state = _State()
-        decision = evaluate(policy, state, now, cost)
-        if decision[0]:  # allowed
-            if known:  # ``_store`` inlined for a key already held (the request path)
-                commit(policy, state, now, cost)
-                state.expires = now + policy.ttl
-                data.move_to_end(key)
-                self._ops += 1
-                if not self._ops & 3 and next(iter(data.values())).expires <= now:
-                    self._sweep(now)
-            else:
-                self._store(key, state, now, cost, policy)
+            decision = admit(policy, state, now, cost)
+            if decision[0]:
+                self._keep(key, state, now, policy)
+            return decision
+        decision = admit(policy, state, now, cost)
+        if decision[0]:  # ``_keep`` inlined for a key already held (the request path)
+            state.expires = now + policy.ttl
+            data.move_to_end(key)
+            ops = self._ops = self._ops + 1
+            if not ops & 3 and next(iter(data.values())).expires <= now:
+                self._sweep(now)
         return decision
 
     def hit(self, items: Sequence[Item]) -> list[RateLimitDecision]:
@@ -103,6 +109,10 @@ class MemoryGCRA:
 
     def _store(self, key: str, state: _State, now: float, cost: int, policy: Policy) -> None:
         commit(policy, state, now, cost)
+        self._keep(key, state, now, policy)
+
+    def _keep(self, key: str, state: _State, now: float, policy: Policy) -> None:
+        """Mark ``state`` (already committed) as just admitted under ``key``."""
         state.expires = now + policy.ttl
         data = self._data
         try:

@@ -218,3 +218,44 @@ def test_long_logs_expire_in_amortised_constant_time_and_stay_exact() -> None:
         while t - admitted[j] >= 4000:
             j += 1
         assert i - j + 1 <= 500
+
+
+# ``admit`` is the one-pass form of ``evaluate`` + ``commit`` (the in-process hot path): the
+# same decision and the same state after every request, for any policy and request stream,
+# including weightless requests, requests heavier than the capacity and simultaneous ones.
+steps = st.lists(
+    st.tuples(
+        st.one_of(
+            st.sampled_from([0.0, 0.0, 1e-9, 0.001, 0.5, 1.0, 2.9, 3.0, 7.5, 59.999, 60.0, 61.0]),
+            st.floats(min_value=0.0, max_value=70.0),
+        ),
+        st.integers(min_value=0, max_value=30),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.sampled_from([1.0, 10.0, 60.0, 3600.0]),
+    max_=st.integers(min_value=1, max_value=25),
+    burst=st.integers(min_value=0, max_value=10),
+    stream=steps,
+    start=st.sampled_from([0.0, 1000.0, 1.7e9]),  # monotonic and Unix-time magnitudes
+)
+def test_admit_equals_evaluate_then_commit(
+    window: float, max_: int, burst: int, stream: list[tuple[float, int]], start: float
+) -> None:
+    from agenthood_mw._core.gcra import admit
+
+    policy = Policy.create(window=window, max=max_, burst=burst)
+    one, two = WindowState(), WindowState()
+    now = start
+    for dt, cost in stream:
+        now += dt
+        fused = admit(policy, one, now, cost)
+        expected = evaluate(policy, two, now, cost)
+        if expected.allowed:
+            commit(policy, two, now, cost)
+        assert fused == expected
+        assert (one.tat, one.total, one.head, one.log) == (two.tat, two.total, two.head, two.log)

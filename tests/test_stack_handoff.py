@@ -1,0 +1,234 @@
+"""A ``RateLimitMiddleware`` directly around a ``CostMeterMiddleware`` hands its headers to the
+meter instead of wrapping ``send`` a second time. The client must not be able to tell.
+
+Every scenario runs twice from fresh middlewares: once with the two layers adjacent (the
+handoff) and once with a pass-through ASGI layer between them (two ``send`` wrappers, as any
+other stack). Statuses, bodies and every header -- names, order and values -- must be the same;
+only the run id differs, being unique per run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agenthood_mw import (
+    Budget,
+    CostMeterMiddleware,
+    Identity,
+    MemoryScope,
+    PriceTable,
+    RateLimitMiddleware,
+    ThinkingBudget,
+)
+from agenthood_mw._core.scope import ANONYMOUS_TENANT
+from agenthood_mw.metering import current_meter
+
+PRICES = PriceTable({"m": {"input": "1", "output": "2"}})
+CLOCK = 1_000.0
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Routes by path: each one exercises a different exit of the metering layer."""
+    path = scope["path"]
+    exempt = "exempt" in path  # the metering-exempt scenario: no meter
+    meter = None if exempt else current_meter()
+    if path == "/boom":
+        raise RuntimeError("boom")
+    if meter is not None and path == "/stop":
+        meter.thinking_budget = ThinkingBudget(max_steps=0)
+        meter.check_budget()  # raises BudgetExhausted before the response starts
+    if meter is not None:
+        meter.record(model="m", input_tokens=1000, output_tokens=500)
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if path == "/stream":
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        if meter is not None:
+            meter.record(model="m", input_tokens=10, output_tokens=0)
+        await send({"type": "http.response.body", "body": b"b", "more_body": False})
+        return
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+class PassThrough:
+    """Any ASGI layer between the two: the rate limiter then wraps ``send`` as usual."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class AsUser:
+    """Sets ``scope["user"]`` from the ``x-user`` / ``x-tenant`` headers (auth's job)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        tenant = headers.get(b"x-tenant")
+        scope["user"] = Identity(
+            user_id=headers[b"x-user"].decode(), tenant=tenant.decode() if tenant else None
+        )
+        await self.app(scope, receive, send)
+
+
+def build(
+    adjacent: bool, meter_options: dict[str, Any], limit_options: dict[str, Any]
+) -> tuple[Any, RateLimitMiddleware, CostMeterMiddleware]:
+    meter = CostMeterMiddleware(app, prices=PRICES, clock=lambda: CLOCK, **meter_options)
+    inner: ASGIApp = meter if adjacent else PassThrough(meter)
+    options = {"window": "1m", "max": 3, "clock": lambda: CLOCK, **limit_options}
+    limiter = RateLimitMiddleware(inner, **options)
+    return AsUser(limiter), limiter, meter
+
+
+async def request(
+    stack: Any, path: str, user: str = "alice", tenant: str | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    headers = [(b"x-user", user.encode())]
+    if tenant is not None:
+        headers.append((b"x-tenant", tenant.encode()))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "query_string": b"",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    try:
+        await stack(scope, receive, send)
+    except RuntimeError:
+        return -1, [], b""  # the app's own exception propagates (the server answers 500)
+    start = sent[0]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], list(start["headers"]), body
+
+
+def normalised(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(k, b"<run id>" if k == b"x-agenthood-run-id" else v) for k, v in headers]
+
+
+Step = tuple[str, dict[str, Any]]
+SCENARIOS: dict[str, tuple[dict[str, Any], dict[str, Any], list[Step]]] = {
+    "plain responses": ({}, {}, [("/ok", {}), ("/ok", {"user": "bob"}), ("/ok", {})]),
+    "streamed body": ({}, {}, [("/stream", {})]),
+    "thinking budget stops the run before it responds": ({}, {}, [("/stop", {})]),
+    "app raises": ({}, {}, [("/boom", {}), ("/ok", {})]),
+    "metering-exempt path": (
+        {"exempt_paths": ["/exempt"]},
+        {},
+        [("/exempt", {}), ("/stream", {}), ("/exempt", {})],
+    ),
+    "spend budget refuses before the app runs": (
+        {"budgets": [Budget(per="user", limit="0.001", window="1d")]},
+        {},
+        [("/ok", {}), ("/ok", {}), ("/ok", {"user": "bob"})],
+    ),
+    "token rate refuses": ({"tokens_per_minute": 100}, {}, [("/ok", {}), ("/ok", {})]),
+    "reserved tenant": ({}, {}, [("/ok", {"tenant": ANONYMOUS_TENANT})]),
+    "rate limit refuses (the meter never runs)": (
+        {},
+        {},
+        [("/ok", {}), ("/ok", {}), ("/ok", {}), ("/ok", {}), ("/ok", {})],
+    ),
+    "legacy headers (general path)": ({}, {"legacy_headers": True}, [("/ok", {}), ("/stop", {})]),
+    "weighted requests (general path)": (
+        {},
+        {"cost": lambda scope: 2},
+        [("/ok", {}), ("/stream", {}), ("/ok", {})],
+    ),
+    "no cost header": ({"cost_header": False}, {}, [("/ok", {})]),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+async def test_adjacent_layers_answer_exactly_like_separate_ones(name: str) -> None:
+    meter_options, limit_options, steps = SCENARIOS[name]
+    answers: dict[bool, list[Any]] = {}
+    ledgers: dict[bool, list[tuple[Any, ...]]] = {}
+    for adjacent in (True, False):
+        stack, limiter, meter = build(adjacent, meter_options, limit_options)
+        assert (limiter._meter_layer is meter) is adjacent
+        answers[adjacent] = []
+        for path, who in steps:
+            status, headers, body = await request(stack, path, **who)
+            answers[adjacent].append((status, normalised(headers), body))
+        await meter.flush()
+        ledgers[adjacent] = await _runs(meter)
+        await meter.close()
+    assert answers[True] == answers[False]
+    assert ledgers[True] == ledgers[False]
+    # Not vacuous: the limiter's headers reached the client in this scenario.
+    assert any(b"ratelimit-policy" in dict(h) for _s, h, _b in answers[True] if h)
+
+
+async def _runs(meter: CostMeterMiddleware) -> list[tuple[Any, ...]]:
+    """What the trace store holds for the two users, without the (unique) run ids."""
+    traces = meter.traces
+    assert traces is not None
+    runs = []
+    for user in ("alice", "bob"):
+        scope = MemoryScope.for_identity(Identity(user_id=user))
+        for trace in await traces.list(scope, limit=100):
+            totals = trace["totals"]
+            runs.append(
+                (
+                    user,
+                    trace["path"],
+                    trace["status"],
+                    trace["stopReason"],
+                    trace["error"],
+                    totals["inputTokens"],
+                    totals["outputTokens"],
+                    totals["totalCost"],
+                )
+            )
+    return sorted(runs, key=repr)
+
+
+async def test_replacing_the_inner_app_later_is_honoured() -> None:
+    """The handoff is checked per request: a layer inserted after construction runs."""
+    stack, limiter, meter = build(True, {}, {})
+    calls: list[str] = []
+
+    class Spy(PassThrough):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            calls.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    limiter.app = Spy(meter)
+    status, headers, _ = await request(stack, "/ok")
+    assert status == 200 and calls == ["/ok"]
+    names = [k for k, _ in headers]
+    assert names.index(b"x-agenthood-run-id") < names.index(b"ratelimit-policy")
+    await meter.close()
+
+
+def test_a_subclass_of_the_meter_is_not_bypassed() -> None:
+    """Only the exact class is handed headers: a subclass may override ``__call__``."""
+
+    class Custom(CostMeterMiddleware):
+        pass
+
+    meter = Custom(app, prices=PRICES)
+    limiter = RateLimitMiddleware(meter, window="1m", max=3)
+    assert limiter._meter_layer is None
+    other: Callable[..., Any] = PassThrough(app)
+    assert RateLimitMiddleware(other, window="1m", max=3)._meter_layer is None
