@@ -51,7 +51,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             meter.record(model="m", input_tokens=10, output_tokens=0)
         await send({"type": "http.response.body", "body": b"b", "more_body": False})
         return
-    await send({"type": "http.response.body", "body": b"ok"})
+    # What the rate limiter shared with the app (scope["state"]["agenthood"]["rate_limit"]).
+    shared = scope.get("state", {}).get("agenthood", {})
+    decision = shared.get("rate_limit")
+    left = -1 if decision is None else decision.remaining
+    await send({"type": "http.response.body", "body": b"ok:%d" % left})
 
 
 class PassThrough:
@@ -232,3 +236,169 @@ def test_a_subclass_of_the_meter_is_not_bypassed() -> None:
     assert limiter._meter_layer is None
     other: Callable[..., Any] = PassThrough(app)
     assert RateLimitMiddleware(other, window="1m", max=3)._meter_layer is None
+
+
+# -- the three layers of the design: AuthMiddleware -> RateLimitMiddleware -> CostMeterMiddleware
+SECRET = "handoff-secret-" + "x" * 40
+
+
+def build3(
+    adjacent: bool,
+    meter_options: dict[str, Any],
+    limit_options: dict[str, Any],
+    auth_options: dict[str, Any],
+) -> tuple[Any, CostMeterMiddleware]:
+    from agenthood_mw import AuthMiddleware
+
+    meter = CostMeterMiddleware(app, prices=PRICES, clock=lambda: CLOCK, **meter_options)
+    options = {"window": "1m", "max": 3, "clock": lambda: CLOCK, **limit_options}
+    limiter = RateLimitMiddleware(meter if adjacent else PassThrough(meter), **options)
+    auth = AuthMiddleware(
+        limiter if adjacent else PassThrough(limiter),
+        strategy="jwt",
+        secret=SECRET,
+        audience="agenthood-api",
+        **auth_options,
+    )
+    fast = limiter._fast and "legacy_headers" not in limit_options
+    assert (auth._stack == (limiter, meter)) is (adjacent and fast)
+    return auth, meter
+
+
+def token(user: str) -> bytes:
+    from agenthood_mw.auth import mint_token
+
+    return mint_token(secret=SECRET, user_id=user).encode()
+
+
+async def request3(
+    stack: Any, path: str, credential: bytes | None, kind: str = "http"
+) -> tuple[Any, ...]:
+    headers = [] if credential is None else [(b"authorization", b"Bearer " + credential)]
+    scope = {
+        "type": kind,
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "query_string": b"",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"} if kind == "websocket" else {"type": "http.request"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    try:
+        await stack(scope, receive, send)
+    except RuntimeError:
+        return (-1,)
+    if kind == "websocket":
+        return tuple(m["type"] for m in sent)
+    start = sent[0]
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], normalised(list(start["headers"])), body
+
+
+async def ws_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+Step3 = tuple[str, str | None, str]
+SCENARIOS3: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[Step3]]] = {
+    "plain, two users": (
+        {},
+        {},
+        {},
+        [("/ok", "alice", "http"), ("/ok", "bob", "http"), ("/stream", "alice", "http")],
+    ),
+    "no credential, bad credential": (
+        {},
+        {},
+        {},
+        [("/ok", None, "http"), ("/ok", "garbage", "http"), ("/ok", "alice", "http")],
+    ),
+    "thinking budget, app error": (
+        {},
+        {},
+        {},
+        [("/stop", "alice", "http"), ("/boom", "alice", "http"), ("/ok", "alice", "http")],
+    ),
+    "rate limit refuses": ({}, {}, {}, [("/ok", "alice", "http")] * 5),
+    "spend budget refuses": (
+        {"budgets": [Budget(per="user", limit="0.001", window="1d")]},
+        {},
+        {},
+        [("/ok", "alice", "http"), ("/ok", "alice", "http")],
+    ),
+    "rate-limit-exempt path": (
+        {},
+        {"exempt_paths": ["/exempt-rl"]},
+        {},
+        [("/exempt-rl", "alice", "http")] * 4,
+    ),
+    "metering-exempt path": (
+        {"exempt_paths": ["/exempt"]},
+        {},
+        {},
+        [("/exempt", "alice", "http"), ("/ok", "alice", "http")],
+    ),
+    "auth-exempt path (anonymous, limited by address)": (
+        {},
+        {},
+        {"exempt_paths": ["/exempt-auth"]},
+        [("/exempt-auth", None, "http")] * 4,
+    ),
+    "legacy headers (no handoff from auth)": (
+        {},
+        {"legacy_headers": True},
+        {},
+        [("/ok", "alice", "http")] * 4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS3))
+async def test_three_adjacent_layers_answer_exactly_like_separate_ones(name: str) -> None:
+    meter_options, limit_options, auth_options, steps = SCENARIOS3[name]
+    answers: dict[bool, list[Any]] = {}
+    traces: dict[bool, list[tuple[Any, ...]]] = {}
+    for adjacent in (True, False):
+        stack, meter = build3(adjacent, meter_options, limit_options, auth_options)
+        answers[adjacent] = []
+        for path, user, kind in steps:
+            credential = None if user is None else b"x.y.z" if user == "garbage" else token(user)
+            answers[adjacent].append(await request3(stack, path, credential, kind))
+        await meter.flush()
+        traces[adjacent] = await _runs(meter)
+        await meter.close()
+    assert answers[True] == answers[False]
+    assert traces[True] == traces[False]
+    # Not vacuous: the limiter's headers reached the client (except on its exempt path).
+    limited = any(b"ratelimit-policy" in dict(a[1]) for a in answers[True] if len(a) == 3)
+    assert limited is (name != "rate-limit-exempt path")
+
+
+async def test_websockets_go_through_every_layer_unchanged() -> None:
+    from agenthood_mw import AuthMiddleware
+
+    results = []
+    for adjacent in (True, False):
+        meter = CostMeterMiddleware(ws_app, prices=PRICES)
+        limiter = RateLimitMiddleware(meter if adjacent else PassThrough(meter), window="1m", max=3)
+        auth = AuthMiddleware(
+            limiter if adjacent else PassThrough(limiter),
+            strategy="jwt",
+            secret=SECRET,
+            audience="agenthood-api",
+        )
+        results.append([await request3(auth, "/ws", token("alice"), "websocket") for _ in range(4)])
+        await meter.close()
+    assert results[0] == results[1]
+    assert results[0][0] == ("websocket.accept", "websocket.close")
+    assert results[0][3] == ("websocket.close",)  # the fourth connection is refused

@@ -101,6 +101,9 @@ class CostMeterMiddleware(MeterShell):
         self._exempt = self.engine.exempt if self.engine.exempt else None
         # route path -> resolved agent of the default resolver (bounded; paths repeat).
         self._agent_cache: dict[str, str | None] = {}
+        engine = self.engine
+        # No spend budget and no token rate: nothing to admit, reserve or settle.
+        self._plain = not engine.budgets and engine.limiter is None
 
     async def flush(self) -> None:
         """Wait until every finished run is in the ledger and trace store."""
@@ -153,26 +156,8 @@ class CostMeterMiddleware(MeterShell):
                     cache.clear()
                 cache[path] = agent
         holds: tuple[Hold, ...] = ()
-        if engine.budgets:
-            admitted = await engine.admit_async(mscope, agent)
-            if isinstance(admitted, HTTPError):
-                await send_error(scope, AddHeaders(send, outer) if outer else send, admitted)
-                return
-            holds = admitted
         tpm_key = None
-        if engine.limiter is not None:
-            tpm_key = "tpm:" + mscope.storage_key
-            error = await engine.tpm_admit(tpm_key)
-            if error is not None:
-                if engine.budget_store.blocking:
-                    await asyncio.to_thread(engine.release, holds)
-                else:
-                    engine.release(holds)
-                await send_error(scope, AddHeaders(send, outer) if outer else send, error)
-                return
-        if holds:
-            meter = engine.open(mscope, agent, holds, path, tpm_key)
-        else:  # ``engine.open`` without holds, one call less on the hot path
+        if self._plain:
             meter = Meter._open(
                 engine.prices,
                 mscope,
@@ -183,6 +168,24 @@ class CostMeterMiddleware(MeterShell):
                 None,
                 path,
             )
+        else:
+            if engine.budgets:
+                admitted = await engine.admit_async(mscope, agent)
+                if isinstance(admitted, HTTPError):
+                    await send_error(scope, AddHeaders(send, outer) if outer else send, admitted)
+                    return
+                holds = admitted
+            if engine.limiter is not None:
+                tpm_key = "tpm:" + mscope.storage_key
+                error = await engine.tpm_admit(tpm_key)
+                if error is not None:
+                    if engine.budget_store.blocking:
+                        await asyncio.to_thread(engine.release, holds)
+                    else:
+                        engine.release(holds)
+                    await send_error(scope, AddHeaders(send, outer) if outer else send, error)
+                    return
+            meter = engine.open(mscope, agent, holds, path, tpm_key)
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}

@@ -179,8 +179,9 @@ class MemoryTraceStore(TraceStore):
     def __init__(self, *, retention: object = "30d", clock: Callable[[], float] = time.time):
         super().__init__(retention=retention, clock=clock)
         self._lock = threading.Lock()
-        # Runs are kept as records; the trace document is built when read.
-        self._data: dict[str, dict[str, RunRecord]] = {}
+        # Runs are kept as records (the trace document is built when read), per scope, in
+        # write order; the run-id index of a scope is built when that scope is first read.
+        self._data: dict[str, _Bucket] = {}
         self._pending: deque[RunRecord] = deque()
 
     def write_runs(self, runs: Sequence[RunRecord]) -> None:
@@ -203,19 +204,24 @@ class MemoryTraceStore(TraceStore):
             self._purge_if_due()
 
     def _fold(self) -> None:
-        """Move buffered runs into the table (caller holds the lock). ``popleft`` never loses
-        a run appended concurrently: the deque's append and popleft are atomic."""
+        """Move buffered runs into their scopes' buckets (caller holds the lock). ``popleft``
+        never loses a run appended concurrently: the deque's append and popleft are atomic."""
         pending, data = self._pending, self._data
+        scope: object = None
+        runs: list[RunRecord] = []
         while pending:
             try:
                 run = pending.popleft()
             except IndexError:  # pragma: no cover - emptied by another thread
                 break
-            key = run.scope.storage_key
-            bucket = data.get(key)
-            if bucket is None:
-                bucket = data[key] = {}
-            bucket.setdefault(run.run_id, run)
+            if run.scope is not scope:  # consecutive runs of one caller share a scope object
+                scope = run.scope
+                key = run.scope.storage_key
+                bucket = data.get(key)
+                if bucket is None:
+                    bucket = data[key] = _Bucket()
+                runs = bucket.runs
+            runs.append(run)
 
     def _put(self, runs: Sequence[RunRecord]) -> None:
         self._pending.extend(runs)
@@ -226,7 +232,8 @@ class MemoryTraceStore(TraceStore):
         self._sync()
         with self._lock:
             self._fold()
-            found = self._data.get(scope_key, {}).get(run_id)
+            bucket = self._data.get(scope_key)
+            found = None if bucket is None else bucket.find(run_id)
         return None if found is None else (found.scope.storage_key, found.trace())
 
     def _list(
@@ -235,7 +242,8 @@ class MemoryTraceStore(TraceStore):
         self._sync()
         with self._lock:
             self._fold()
-            items = list(self._data.get(scope_key, {}).values())
+            bucket = self._data.get(scope_key)
+            items = [] if bucket is None else bucket.unique()
         items = [r for r in items if before is None or r.started_at < before]
         items.sort(key=lambda r: r.started_at, reverse=True)
         return [(r.scope.storage_key, r.trace()) for r in items[:limit]]
@@ -243,20 +251,62 @@ class MemoryTraceStore(TraceStore):
     def _erase(self, scope_key: str) -> int:
         with self._lock:
             self._fold()
-            return len(self._data.pop(scope_key, {}))
+            bucket = self._data.pop(scope_key, None)
+            return 0 if bucket is None else len(bucket.unique())
 
     def _purge(self, older_than: float) -> int:
         n = 0
         with self._lock:
             self._fold()
             for bucket in self._data.values():
-                for run_id in [r for r, v in bucket.items() if v.ended_at < older_than]:
-                    del bucket[run_id]
-                    n += 1
+                n += bucket.drop_ended_before(older_than)
         return n
 
     def close_sync(self) -> None:
         return None
+
+
+class _Bucket:
+    """One scope's runs in write order, with a run-id index built on the first read.
+
+    A write is a list append; :meth:`find` indexes the runs written since the last read (the
+    first write of a run id wins, as a re-written run keeps its original trace).
+    """
+
+    __slots__ = ("index", "indexed", "runs")
+
+    def __init__(self) -> None:
+        self.runs: list[RunRecord] = []
+        self.index: dict[str, RunRecord] = {}
+        self.indexed = 0
+
+    def _catch_up(self) -> None:
+        runs, index = self.runs, self.index
+        for i in range(self.indexed, len(runs)):
+            run = runs[i]
+            index.setdefault(run.run_id, run)
+        self.indexed = len(runs)
+
+    def find(self, run_id: str) -> RunRecord | None:
+        self._catch_up()
+        return self.index.get(run_id)
+
+    def unique(self) -> list[RunRecord]:
+        """Every run once (the first write of each run id)."""
+        self._catch_up()
+        return list(self.index.values())
+
+    def drop_ended_before(self, cutoff: float) -> int:
+        """Forget runs that ended before ``cutoff``; returns how many run ids went."""
+        if not any(r.ended_at < cutoff for r in self.runs):
+            return 0
+        self._catch_up()
+        before = len(self.index)
+        self.runs = [r for r in self.runs if r.ended_at >= cutoff]
+        self.index = {}
+        self.indexed = 0
+        self._catch_up()
+        return before - len(self.index)
 
 
 _ZERO_TOTALS = (0, 0, 0, 0, 0, 0, 0, 0)

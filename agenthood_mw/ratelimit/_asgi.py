@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -69,6 +69,10 @@ class RateLimitMiddleware(RateLimitBase):
             and self.plain_headers
         )
         self._policy_header = (b"ratelimit-policy", only.policy_bytes if only else b"")
+        if self._fast:
+            assert only is not None and self.memory is not None
+            self._fast_policy = only.policy
+            self._hit_one = self.memory.hit_one
         # (identity object, its storage key) of the last authenticated request: an Identity is
         # immutable, and the pair holds a reference so the object's id cannot be reused.
         self._last: tuple[object, str] = (object(), "")
@@ -101,94 +105,120 @@ class RateLimitMiddleware(RateLimitBase):
             return self.address_key(self.client_address.resolve(peer, xff))
         return self.address_key(peer or "unknown")
 
+    def _fast_decision(self, scope: Scope) -> RateLimitDecision | None:
+        """The hot path's decision, already counted when admitted: one rule, in-process
+        storage, default key and cost. ``None`` (nothing counted) when the request takes
+        another path: not in fast mode, an exempt path, or no key (passed through).
+
+        :class:`~agenthood_mw.AuthMiddleware` calls this directly when this layer sits
+        right inside it (see ``AuthMiddleware``'s handoff); this layer's own ``__call__`` does
+        the same.
+        """
+        if not self._fast or (self.has_exempt and route_path(scope) in self.exempt):
+            return None
+        user = scope.get("user")
+        last = self._last
+        key = last[1] if user is last[0] else self._fast_key(scope, user)
+        if key is None:
+            return None
+        return self._hit_one(self._fast_policy, key, 1)
+
+    def _fast_headers(self, decision: RateLimitDecision) -> tuple[tuple[bytes, bytes], ...]:
+        """``RateLimit-Policy`` and ``RateLimit`` of an admitted fast-path decision."""
+        assert self._only is not None
+        field = (b"ratelimit", self._only.ratelimit_item(decision[2], decision[3]))
+        return (self._policy_header, field)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        if self.has_exempt and route_path(scope) in self.exempt:
-            await self.app(scope, receive, send)
-            return
-        rules: list[CompiledRule]
-        outcomes: list[RateLimitDecision]
         if self._fast:
             # Hot path: one rule, in-process storage, nothing awaited before the app.
-            user = scope.get("user")
-            last = self._last
-            key = last[1] if user is last[0] else self._fast_key(scope, user)
-            if key is None:
+            o = self._fast_decision(scope)
+            if o is None:  # exempt, or no key: not limited
                 await self.app(scope, receive, send)
                 return
-            only = self._only
-            assert only is not None and self.memory is not None
-            o = self.memory.hit_one(only.policy, key, 1)
             if o[0]:  # allowed
-                state = scope.get("state")
-                if state is None:
-                    state = scope["state"] = {}
-                shared: dict[str, Any] | None = state.get("agenthood")
-                if shared is None:
-                    shared = state["agenthood"] = {}
-                shared["rate_limit"] = o
+                agenthood_state(scope)["rate_limit"] = o
                 if kind != "http":
                     await self.app(scope, receive, send)
                     return
-                policy_header = self._policy_header
-                field = (b"ratelimit", only.ratelimit_item(o[2], o[3]))
+                headers = self._fast_headers(o)
                 meter_layer = self._meter_layer
                 if meter_layer is not None and self.app is meter_layer:
-                    await meter_layer._handle(scope, receive, send, (policy_header, field))
+                    await meter_layer._handle(scope, receive, send, headers)
                     return
 
                 async def send_with_headers(message: Message) -> None:
                     if message["type"] == "http.response.start":
-                        message = {
-                            **message,
-                            "headers": [*message.get("headers", ()), policy_header, field],
-                        }
+                        # A new message: the app's own dict may be reused for every response.
+                        message = {**message, "headers": [*message.get("headers", ()), *headers]}
                     await send(message)
 
                 await self.app(scope, receive, send_with_headers)
                 return
-            rules = [only]
-            outcomes = [o]
-        else:
-            user = scope.get("user")
-            if type(user) is Identity and user.authenticated and self.key_func is None:
-                ident: str | None = self._user_keys.get((user.tenant, user.user_id))
-                if ident is None:
-                    ident = self.user_key(user)
-            else:
-                ident = self._key(scope)
+            await self._refuse_fast(scope, receive, send, o)
+            return
+        if self.has_exempt and route_path(scope) in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        user = scope.get("user")
+        if type(user) is Identity and user.authenticated and self.key_func is None:
+            ident: str | None = self._user_keys.get((user.tenant, user.user_id))
             if ident is None:
-                await self.app(scope, receive, send)
+                ident = self.user_key(user)
+        else:
+            ident = self._key(scope)
+        if ident is None:
+            await self.app(scope, receive, send)
+            return
+        cost = 1 if self.cost_func is None else self.request_cost(scope)
+        method = scope.get("method", "GET")
+        rules, items = self.items(method, route_path(scope), ident, cost)
+        if not rules:
+            await self.app(scope, receive, send)
+            return
+        memory = self.memory
+        outcomes: list[RateLimitDecision]
+        if memory is not None:
+            outcomes = memory.hit(items)
+        else:
+            try:
+                outcomes = await self.backend.hit(items)
+            except self.backend.errors as exc:
+                self.failures.record(exc, fail_open=self.fail_open)
+                agenthood_state(scope)["rate_limit"] = None
+                if self.fail_open:
+                    await self.app(scope, receive, send)
+                else:
+                    await send_error(scope, send, UNAVAILABLE)
                 return
-            cost = 1 if self.cost_func is None else self.request_cost(scope)
-            method = scope.get("method", "GET")
-            rules, items = self.items(method, route_path(scope), ident, cost)
-            if not rules:
-                await self.app(scope, receive, send)
-                return
-            memory = self.memory
-            if memory is not None:
-                outcomes = memory.hit(items)
-            else:
-                try:
-                    outcomes = await self.backend.hit(items)
-                except self.backend.errors as exc:
-                    self.failures.record(exc, fail_open=self.fail_open)
-                    agenthood_state(scope)["rate_limit"] = None
-                    if self.fail_open:
-                        await self.app(scope, receive, send)
-                    else:
-                        await send_error(scope, send, UNAVAILABLE)
-                    return
+        await self._conclude(scope, receive, send, rules, outcomes)
+
+    async def _refuse_fast(
+        self, scope: Scope, receive: Receive, send: Send, decision: RateLimitDecision
+    ) -> None:
+        """The response to a refused fast-path decision (the single rule's 429)."""
+        assert self._only is not None
+        await self._conclude(scope, receive, send, [self._only], [decision])
+
+    async def _conclude(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rules: list[CompiledRule],
+        outcomes: list[RateLimitDecision],
+    ) -> None:
+        """Refuse, or run the app with the rate-limit headers, from the rules' outcomes."""
         verdict = self.planner.verdict(rules, outcomes)
         agenthood_state(scope)["rate_limit"] = verdict.decision
         if verdict.error is not None:
             await send_error(scope, send, verdict.error)
             return
-        if not verdict.headers or kind != "http":
+        if not verdict.headers or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         extra = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers)
