@@ -10,7 +10,7 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Scope
@@ -59,10 +59,21 @@ async def call(app: ASGIApp, scope: Scope) -> int:
     return status
 
 
-async def _round(app: ASGIApp, scope_factory: Callable[[int], Scope], n: int, start: int) -> float:
+Settle = Callable[[], Awaitable[None]]
+
+
+async def _round(
+    app: ASGIApp,
+    scope_factory: Callable[[int], Scope],
+    n: int,
+    start: int,
+    settle: Settle | None = None,
+) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + n):
         await call(app, scope_factory(i))
+    if settle is not None:  # inside the timing: the variant's deferred work is its own cost
+        await settle()
     return (time.perf_counter() - t0) / n
 
 
@@ -72,8 +83,15 @@ def bench(
     requests_per_round: int = 2000,
     rounds: int = 15,
     warmup: int = 500,
+    settle: Mapping[str, Settle] | None = None,
 ) -> dict[str, float]:
-    """Time every variant; return seconds per request (median of interleaved round means)."""
+    """Time every variant; return seconds per request (median of interleaved round means).
+
+    ``settle[name]`` is awaited at the end of each of that variant's rounds, inside the timing:
+    a variant that defers work to a background thread (a batched ledger writer) finishes it
+    there, so it is charged to that variant and not to whichever variant runs next.
+    """
+    settle = settle or {}
 
     async def main() -> dict[str, float]:
         results: dict[str, list[float]] = {name: [] for name in variants}
@@ -84,7 +102,9 @@ def bench(
         try:
             for r in range(rounds):
                 for name, (app, factory) in variants.items():
-                    per = await _round(app, factory, requests_per_round, (r + 1) * 10**6)
+                    per = await _round(
+                        app, factory, requests_per_round, (r + 1) * 10**6, settle.get(name)
+                    )
                     results[name].append(per)
         finally:
             gc.enable()

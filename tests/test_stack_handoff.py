@@ -31,9 +31,36 @@ PRICES = PriceTable({"m": {"input": "1", "output": "2"}})
 CLOCK = 1_000.0
 
 
+#: One prebuilt start message sent by every response: the layers must never mutate it.
+START: dict[str, Any] = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain")],
+}
+
+
+def seen_by_app(scope: Scope) -> bytes:
+    """What the app can observe of the layers: the identity and meter bound to the request
+    (ContextVars) and what they shared in ``scope["state"]["agenthood"]``."""
+    from agenthood_mw import current_identity
+
+    shared = scope.get("state", {}).get("agenthood", {})
+    try:
+        who = current_identity().identity or "anonymous"
+    except LookupError:
+        who = "-"
+    try:
+        same_meter = current_meter() is shared.get("meter")
+    except LookupError:
+        same_meter = None
+    decision = shared.get("rate_limit")
+    left = -1 if decision is None else decision.remaining
+    return f"{who}|{same_meter}|{sorted(shared)}|{left}".encode()
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Routes by path: each one exercises a different exit of the metering layer."""
-    path = scope["path"]
+    path = scope["path"][len(scope.get("root_path", "")) :]
     exempt = "exempt" in path  # the metering-exempt scenario: no meter
     meter = None if exempt else current_meter()
     if path == "/boom":
@@ -43,19 +70,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         meter.check_budget()  # raises BudgetExhausted before the response starts
     if meter is not None:
         meter.record(model="m", input_tokens=1000, output_tokens=500)
-    headers = [(b"content-type", b"text/plain")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send(START)
     if path == "/stream":
         await send({"type": "http.response.body", "body": b"a", "more_body": True})
         if meter is not None:
             meter.record(model="m", input_tokens=10, output_tokens=0)
         await send({"type": "http.response.body", "body": b"b", "more_body": False})
         return
-    # What the rate limiter shared with the app (scope["state"]["agenthood"]["rate_limit"]).
-    shared = scope.get("state", {}).get("agenthood", {})
-    decision = shared.get("rate_limit")
-    left = -1 if decision is None else decision.remaining
-    await send({"type": "http.response.body", "body": b"ok:%d" % left})
+    await send({"type": "http.response.body", "body": seen_by_app(scope)})
 
 
 class PassThrough:
@@ -272,14 +294,14 @@ def token(user: str) -> bytes:
 
 
 async def request3(
-    stack: Any, path: str, credential: bytes | None, kind: str = "http"
+    stack: Any, path: str, credential: bytes | None, kind: str = "http", root_path: str = ""
 ) -> tuple[Any, ...]:
     headers = [] if credential is None else [(b"authorization", b"Bearer " + credential)]
     scope = {
         "type": kind,
         "method": "POST",
-        "path": path,
-        "root_path": "",
+        "path": root_path + path,
+        "root_path": root_path,
         "headers": headers,
         "client": ("127.0.0.1", 1),
         "query_string": b"",
@@ -354,6 +376,18 @@ SCENARIOS3: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], list
         {"exempt_paths": ["/exempt-auth"]},
         [("/exempt-auth", None, "http")] * 4,
     ),
+    "optional auth: anonymous callers limited by address": (
+        {},
+        {},
+        {"optional": True},
+        [("/ok", None, "http"), ("/ok", "alice", "http"), ("/ok", None, "http")],
+    ),
+    "mounted under a root_path, exempt paths relative to it": (
+        {"exempt_paths": ["/exempt"]},
+        {"exempt_paths": ["/exempt-rl"]},
+        {},
+        [("/ok", "alice", "/v1"), ("/exempt", "alice", "/v1"), ("/exempt-rl", "alice", "/v1")],
+    ),
     "legacy headers (no handoff from auth)": (
         {},
         {"legacy_headers": True},
@@ -371,9 +405,12 @@ async def test_three_adjacent_layers_answer_exactly_like_separate_ones(name: str
     for adjacent in (True, False):
         stack, meter = build3(adjacent, meter_options, limit_options, auth_options)
         answers[adjacent] = []
-        for path, user, kind in steps:
+        for path, user, where in steps:
             credential = None if user is None else b"x.y.z" if user == "garbage" else token(user)
-            answers[adjacent].append(await request3(stack, path, credential, kind))
+            # ``where``: "http", "websocket", or a root_path the app is mounted under.
+            kind = where if where in ("http", "websocket") else "http"
+            root = "" if where in ("http", "websocket") else where
+            answers[adjacent].append(await request3(stack, path, credential, kind, root))
         await meter.flush()
         traces[adjacent] = await _runs(meter)
         await meter.close()
@@ -382,6 +419,7 @@ async def test_three_adjacent_layers_answer_exactly_like_separate_ones(name: str
     # Not vacuous: the limiter's headers reached the client (except on its exempt path).
     limited = any(b"ratelimit-policy" in dict(a[1]) for a in answers[True] if len(a) == 3)
     assert limited is (name != "rate-limit-exempt path")
+    assert START["headers"] == [(b"content-type", b"text/plain")]  # never mutated
 
 
 async def test_websockets_go_through_every_layer_unchanged() -> None:

@@ -54,7 +54,7 @@ class Recorder:
         self.inline = not ledger.blocking and (traces is None or not traces.blocking)
         # ``MemoryLedger.write_runs`` of a run without usage events is a no-op returning [0].
         self._skip_empty = type(ledger) is MemoryLedger
-        self._write_trace = None if traces is None else traces.write_run
+        self._write_trace = None if traces is None else traces.write_new_run
         self._queue: deque[RunRecord] = deque()
         self._cond = threading.Condition()
         self._pending = 0
@@ -82,7 +82,7 @@ class Recorder:
                 self._process(batch)  # the retrying path
                 return
             if self.traces is not None:
-                self.traces.write_runs(batch)
+                self.traces.write_new_runs(batch)
             if new[0] or self.exporter is not None:
                 self._after(batch, new)
             return
@@ -132,7 +132,7 @@ class Recorder:
             return
         if self.traces is not None:
             try:
-                self.traces.write_runs(batch)
+                self.traces.write_new_runs(batch)
             except Exception:
                 logger.exception("writing %d run traces failed", len(batch))
         self._after(batch, new)

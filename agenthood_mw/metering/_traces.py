@@ -104,13 +104,22 @@ class TraceStore(ABC):
     def close_sync(self) -> None: ...
 
     def write_runs(self, runs: Sequence[RunRecord]) -> None:
-        """Store the traces of ``runs`` (each under its own scope); purge expired ones."""
+        """Store the traces of ``runs`` (each under its own scope); purge expired ones.
+
+        A run id already stored keeps its first trace (a re-written run is ignored).
+        """
         self._put(runs)
         self._purge_if_due()
 
-    def write_run(self, run: RunRecord) -> None:
-        """Store the trace of one run (:meth:`write_runs` of one)."""
-        self.write_runs((run,))
+    def write_new_runs(self, runs: Sequence[RunRecord]) -> None:
+        """:meth:`write_runs` for runs never written to this store before -- the metering
+        recorder's, one per finished meter. A store may skip the duplicate check for them;
+        by default this is :meth:`write_runs`."""
+        self.write_runs(runs)
+
+    def write_new_run(self, run: RunRecord) -> None:
+        """:meth:`write_new_runs` of one run."""
+        self.write_new_runs((run,))
 
     def _purge_if_due(self) -> None:
         if self.retention is not None:
@@ -184,13 +193,34 @@ class MemoryTraceStore(TraceStore):
         self._data: dict[str, _Bucket] = {}
         self._pending: deque[RunRecord] = deque()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that overrides ``write_runs`` sees every write, the recorder's included.
+        if cls.write_runs is not MemoryTraceStore.write_runs:
+            if cls.write_new_runs is MemoryTraceStore.write_new_runs:
+                cls.write_new_runs = TraceStore.write_new_runs  # type: ignore[method-assign]
+            if cls.write_new_run is MemoryTraceStore.write_new_run:
+                cls.write_new_run = TraceStore.write_new_run  # type: ignore[method-assign]
+
     def write_runs(self, runs: Sequence[RunRecord]) -> None:
+        with self._lock:
+            self._fold()
+            data = self._data
+            for run in runs:
+                key = run.scope.storage_key
+                bucket = data.get(key)
+                if bucket is None:
+                    bucket = data[key] = _Bucket()
+                bucket.add(run)
+        self._purge_if_due()
+
+    def write_new_runs(self, runs: Sequence[RunRecord]) -> None:
         pending = self._pending
         pending.extend(runs)
         if len(pending) >= self._FOLD_EVERY:
             self._sync()
 
-    def write_run(self, run: RunRecord) -> None:
+    def write_new_run(self, run: RunRecord) -> None:
         pending = self._pending
         pending.append(run)
         if len(pending) >= self._FOLD_EVERY:
@@ -204,8 +234,9 @@ class MemoryTraceStore(TraceStore):
             self._purge_if_due()
 
     def _fold(self) -> None:
-        """Move buffered runs into their scopes' buckets (caller holds the lock). ``popleft``
-        never loses a run appended concurrently: the deque's append and popleft are atomic."""
+        """Move buffered new runs into their scopes' buckets (caller holds the lock).
+        ``popleft`` never loses a run appended concurrently: the deque's append and popleft are
+        atomic."""
         pending, data = self._pending, self._data
         scope: object = None
         runs: list[RunRecord] = []
@@ -224,9 +255,7 @@ class MemoryTraceStore(TraceStore):
             runs.append(run)
 
     def _put(self, runs: Sequence[RunRecord]) -> None:
-        self._pending.extend(runs)
-        with self._lock:
-            self._fold()
+        self.write_runs(runs)
 
     def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
         self._sync()
@@ -267,10 +296,10 @@ class MemoryTraceStore(TraceStore):
 
 
 class _Bucket:
-    """One scope's runs in write order, with a run-id index built on the first read.
+    """One scope's runs in write order, each run id once, indexed by run id on the first read.
 
-    A write is a list append; :meth:`find` indexes the runs written since the last read (the
-    first write of a run id wins, as a re-written run keeps its original trace).
+    New runs (the recorder's) are appended without a lookup; :meth:`add` (a public write,
+    which may repeat a run) checks the index first, so the first write of a run id wins.
     """
 
     __slots__ = ("index", "indexed", "runs")
@@ -284,29 +313,35 @@ class _Bucket:
         runs, index = self.runs, self.index
         for i in range(self.indexed, len(runs)):
             run = runs[i]
-            index.setdefault(run.run_id, run)
+            index[run.run_id] = run
         self.indexed = len(runs)
+
+    def add(self, run: RunRecord) -> None:
+        """Store ``run`` unless its run id is already stored."""
+        self._catch_up()
+        if run.run_id not in self.index:
+            self.runs.append(run)
+            self.index[run.run_id] = run
+            self.indexed = len(self.runs)
 
     def find(self, run_id: str) -> RunRecord | None:
         self._catch_up()
         return self.index.get(run_id)
 
     def unique(self) -> list[RunRecord]:
-        """Every run once (the first write of each run id)."""
-        self._catch_up()
-        return list(self.index.values())
+        """Every stored run (each run id is stored once)."""
+        return list(self.runs)
 
     def drop_ended_before(self, cutoff: float) -> int:
-        """Forget runs that ended before ``cutoff``; returns how many run ids went."""
-        if not any(r.ended_at < cutoff for r in self.runs):
-            return 0
-        self._catch_up()
-        before = len(self.index)
-        self.runs = [r for r in self.runs if r.ended_at >= cutoff]
-        self.index = {}
-        self.indexed = 0
-        self._catch_up()
-        return before - len(self.index)
+        """Forget runs that ended before ``cutoff``; returns how many. The index is rebuilt
+        by the next read."""
+        kept = [r for r in self.runs if r.ended_at >= cutoff]
+        dropped = len(self.runs) - len(kept)
+        if dropped:
+            self.runs = kept
+            self.index = {}
+            self.indexed = 0
+        return dropped
 
 
 _ZERO_TOTALS = (0, 0, 0, 0, 0, 0, 0, 0)

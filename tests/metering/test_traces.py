@@ -129,3 +129,104 @@ def test_trace_json_is_exactly_the_json_of_the_trace(
     )
     expected = json.dumps(run.trace(), separators=(",", ":"), default=str)
     assert run.trace_json() == expected
+
+
+async def test_a_rewritten_run_keeps_its_first_trace_and_is_purged_once(
+    prices: Any, store: TraceStore
+) -> None:
+    """Every store: the first write of a run id wins, and retention judges that write."""
+    scope = MemoryScope.operator(user="u")
+    first = finished_run(prices, scope, "run-1", 1_000_000.0)
+    later = finished_run(prices, scope, "run-1", 1_000_000.0 + 3600)._replace(status=500)
+    await store.put(scope, first)
+    await store.put(scope, later)
+    store.write_new_runs([finished_run(prices, scope, "run-2", 1_000_000.0 + 7200)])
+    store.write_runs([first, later])  # a re-write after new runs went through the fast path
+    assert [t["runId"] for t in await store.list(scope)] == ["run-2", "run-1"]
+    trace = await store.get(scope, "run-1")
+    assert trace is not None and trace["status"] == 200
+    # Past retention for the first write only: the run id goes, once.
+    assert await store.purge_expired(now=1_000_000.0 + 86400 + 1) == 1
+    assert await store.get(scope, "run-1") is None
+    assert [t["runId"] for t in await store.list(scope)] == ["run-2"]
+    assert await store.erase(scope) == 1
+
+
+def test_memory_store_keeps_each_run_once_under_concurrent_writers_and_readers(
+    prices: Any,
+) -> None:
+    """Four threads write (the recorder's fast path and the de-duplicating path alike) while
+    a fifth lists, reads and purges: every run is stored exactly once."""
+    import threading
+
+    from agenthood_mw.metering import MemoryTraceStore
+
+    scopes = [MemoryScope.operator(user=f"u{i}") for i in range(3)]
+    store = MemoryTraceStore(retention=100, clock=lambda: 1000.0)
+    template = finished_run(prices, scopes[0], "t", 2000.0)
+    per_thread = 5000
+
+    def writer(k: int) -> None:
+        for i in range(per_thread):
+            run = template._replace(run_id=f"r{k}-{i}", scope=scopes[(i // 7 + k) % 3])
+            if i % 3 == 0:
+                store.write_runs([run, run])  # a repeated run is stored once
+            elif i % 3 == 1:
+                store.write_new_runs([run])
+            else:
+                store.write_new_run(run)
+
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            store._list(scopes[0].storage_key, 1000, None)
+            store._get(scopes[1].storage_key, "r0-5")
+            store._purge(1500.0)  # nothing has ended before 1500: purges nothing
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watcher.join()
+    stored = sum(len(store._list(s.storage_key, 10**9, None)) for s in scopes)
+    assert stored == 4 * per_thread
+    ids = [r for s in scopes for r in store._data[s.storage_key].runs]
+    assert len({r.run_id for r in ids}) == len(ids) == 4 * per_thread
+
+
+async def test_a_memory_store_subclass_overriding_write_runs_sees_the_recorders_runs(
+    prices: Any,
+) -> None:
+    from starlette.responses import PlainTextResponse
+
+    from agenthood_mw import CostMeterMiddleware, Identity
+    from agenthood_mw.metering import MemoryTraceStore
+
+    seen: list[str] = []
+
+    class Audited(MemoryTraceStore):
+        def write_runs(self, runs: Any) -> None:
+            seen.extend(r.run_id for r in runs)
+            super().write_runs(runs)
+
+    store = Audited()
+    app = CostMeterMiddleware(PlainTextResponse("ok"), prices=prices, traces=store)
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/", "headers": [], "user": Identity(user_id="alice")}
+    await app(scope, receive, send)
+    run_id = dict(sent[0]["headers"])[b"x-agenthood-run-id"].decode()
+    assert seen == [run_id]
+    assert await store.get(MemoryScope.for_identity(Identity(user_id="alice")), run_id)
+    await app.close()
