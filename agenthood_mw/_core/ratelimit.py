@@ -163,6 +163,7 @@ class CompiledRule:
         "params",
         "policy",
         "policy_bytes",
+        "policy_header",
         "policy_item",
         "regex",
         "suffix",
@@ -183,11 +184,20 @@ class CompiledRule:
         self.policy_item = f'"{self.name}";q={self.policy.capacity};w={math.ceil(rule.window)}'
         self.policy_bytes = self.policy_item.encode()
         self.header_prefix = f'"{self.name}";r='.encode()
+        self.policy_header = (b"ratelimit-policy", self.policy_bytes)
         self.suffix = "|" + self.name
 
     def ratelimit_item(self, remaining: int, reset_after: float) -> bytes:
         """This rule's member of the ``RateLimit`` field, as bytes."""
         return b"%s%d;t=%d" % (self.header_prefix, remaining, math.ceil(reset_after))
+
+    def header_pair(
+        self, remaining: int, reset_after: float
+    ) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+        """``RateLimit-Policy`` and ``RateLimit`` of this rule alone (the single-rule hot
+        path): the same bytes as :meth:`ratelimit_item`, in one call."""
+        field = b"%s%d;t=%d" % (self.header_prefix, remaining, math.ceil(reset_after))
+        return (self.policy_header, (b"ratelimit", field))
 
     def match(self, method: str, path: str) -> str | None:
         """``None`` when the rule does not apply, else the key suffix for this request."""

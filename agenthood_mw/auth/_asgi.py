@@ -122,7 +122,7 @@ class AuthMiddleware(AuthShell):
                     if decision is not None:
                         if decision[0]:
                             shared["rate_limit"] = decision
-                            headers = limiter._fast_headers(decision)
+                            headers = limiter._fast_rule.header_pair(decision[2], decision[3])
                             await meter._handle(scope, receive, send, headers)
                         else:
                             await limiter._refuse_fast(scope, receive, send, decision)

@@ -68,9 +68,9 @@ class RateLimitMiddleware(RateLimitBase):
             and self.cost_func is None
             and self.plain_headers
         )
-        self._policy_header = (b"ratelimit-policy", only.policy_bytes if only else b"")
         if self._fast:
             assert only is not None and self.memory is not None
+            self._fast_rule = only
             self._fast_policy = only.policy
             self._hit_one = self.memory.hit_one
         # (identity object, its storage key) of the last authenticated request: an Identity is
@@ -123,12 +123,6 @@ class RateLimitMiddleware(RateLimitBase):
             return None
         return self._hit_one(self._fast_policy, key, 1)
 
-    def _fast_headers(self, decision: RateLimitDecision) -> tuple[tuple[bytes, bytes], ...]:
-        """``RateLimit-Policy`` and ``RateLimit`` of an admitted fast-path decision."""
-        assert self._only is not None
-        field = (b"ratelimit", self._only.ratelimit_item(decision[2], decision[3]))
-        return (self._policy_header, field)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
@@ -145,7 +139,7 @@ class RateLimitMiddleware(RateLimitBase):
                 if kind != "http":
                     await self.app(scope, receive, send)
                     return
-                headers = self._fast_headers(o)
+                headers = self._fast_rule.header_pair(o[2], o[3])
                 meter_layer = self._meter_layer
                 if meter_layer is not None and self.app is meter_layer:
                     await meter_layer._handle(scope, receive, send, headers)
