@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 import threading
 import time
@@ -42,24 +43,37 @@ _current: ContextVar[Meter | None] = ContextVar("agenthood_meter", default=None)
 
 
 class _RunIds:
-    """Run ids: a random 64-bit process prefix (re-drawn in every forked child) and a counter.
+    """Run ids: 32 hex digits, a random 64-bit process prefix (re-drawn in every forked child)
+    then a block number and a position in the block.
 
     Unique across processes and restarts without a syscall per request; not a secret (traces
-    are looked up by scope, never by run id alone).
+    are looked up by scope, never by run id alone). ``next(self.ids)`` runs entirely in C: a
+    block of 256 ids is the block's prefix joined to each of 256 precomputed two-digit
+    suffixes, so an id costs one string concatenation instead of formatting an integer.
+    Concurrent ``next`` calls (threads) never yield the same id: each block number is drawn
+    once from a counter, and each id of a block once from its iterator.
     """
 
     ids: Iterator[str]
+    _SUFFIXES = tuple(f"{i:02x}" for i in range(256))
 
     def __init__(self) -> None:
         self.reseed()
         os.register_at_fork(after_in_child=self.reseed)
 
     def reseed(self) -> None:
-        self.prefix = os.urandom(8).hex()
-        # ``next(self.ids)`` formats the next id entirely in C (no Python frame per id). The
-        # counter starts below 2**32, so it stays within 16 hex digits for 2**64 - 2**32 ids.
+        self.prefix = prefix = os.urandom(8).hex()
+        suffixes = self._SUFFIXES
+        # Blocks start at a random number below 2**32, so 14 hex digits hold 2**56 - 2**32
+        # blocks of 256 ids.
         start = int.from_bytes(os.urandom(4), "big")
-        self.ids = map((self.prefix + "%016x").__mod__, itertools.count(start))
+        blocks = map(
+            lambda block: map(
+                operator.add, itertools.repeat(f"{prefix}{block:014x}", 256), suffixes
+            ),
+            itertools.count(start),
+        )
+        self.ids = itertools.chain.from_iterable(blocks)
 
     def __call__(self) -> str:
         return next(self.ids)
