@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from starlette.types import Message, Scope, Send
@@ -86,7 +86,7 @@ class AddHeaders:
         self.send = send
         self.extra = extra
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
-        await self.send(message)
+        return self.send(message)  # ``send``'s awaitable: no coroutine frame of our own

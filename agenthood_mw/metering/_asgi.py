@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -199,7 +199,9 @@ class CostMeterMiddleware(MeterShell):
         started = False
         cost_header = engine.cost_header
 
-        async def send_wrapper(message: Message) -> None:
+        # A plain function returning ``send``'s awaitable: no coroutine frame of its own per
+        # message (ASGI's ``send`` is any callable returning an awaitable).
+        def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status, started
             mtype = message["type"]
             if mtype == "http.response.start":
@@ -229,7 +231,7 @@ class CostMeterMiddleware(MeterShell):
             elif mtype == "websocket.http.response.start":
                 started = True
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         token = _current.set(meter)
         try:

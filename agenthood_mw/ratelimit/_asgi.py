@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -145,11 +146,11 @@ class RateLimitMiddleware(RateLimitBase):
                     await meter_layer._handle(scope, receive, send, headers)
                     return
 
-                async def send_with_headers(message: Message) -> None:
+                def send_with_headers(message: Message) -> Awaitable[None]:
                     if message["type"] == "http.response.start":
                         # A new message: the app's own dict may be reused for every response.
                         message = {**message, "headers": [*message.get("headers", ()), *headers]}
-                    await send(message)
+                    return send(message)  # ``send``'s awaitable: no frame of our own
 
                 await self.app(scope, receive, send_with_headers)
                 return
