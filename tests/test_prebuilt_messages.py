@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import Message, Receive, Scope, Send
+from asgi_driver import drive
+from starlette.types import Receive, Scope, Send
 
 from agenthood_mw import CostMeterMiddleware, Identity, PriceTable, RateLimitMiddleware
 from agenthood_mw.metering import current_meter
@@ -38,24 +39,7 @@ def with_user(app: Any) -> Any:
 
 
 async def call(app: Any, user: str) -> list[tuple[bytes, bytes]]:
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/",
-        "root_path": "",
-        "headers": [(b"x-user", user.encode())],
-        "client": ("127.0.0.1", 1),
-        "query_string": b"",
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    sent = await drive(app, headers=[(b"x-user", user.encode())])
     return list(sent[0]["headers"])
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from asgi_driver import drive
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthood_mw import (
     Budget,
@@ -121,25 +122,8 @@ async def request(
     headers = [(b"x-user", user.encode())]
     if tenant is not None:
         headers.append((b"x-tenant", tenant.encode()))
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "query_string": b"",
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
     try:
-        await stack(scope, receive, send)
+        sent = await drive(stack, path=path, method="POST", headers=headers)
     except RuntimeError:
         return -1, [], b""  # the app's own exception propagates (the server answers 500)
     start = sent[0]
@@ -297,25 +281,10 @@ async def request3(
     stack: Any, path: str, credential: bytes | None, kind: str = "http", root_path: str = ""
 ) -> tuple[Any, ...]:
     headers = [] if credential is None else [(b"authorization", b"Bearer " + credential)]
-    scope = {
-        "type": kind,
-        "method": "POST",
-        "path": root_path + path,
-        "root_path": root_path,
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "query_string": b"",
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "websocket.connect"} if kind == "websocket" else {"type": "http.request"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
     try:
-        await stack(scope, receive, send)
+        sent = await drive(
+            stack, path=path, method="POST", headers=headers, kind=kind, root_path=root_path
+        )
     except RuntimeError:
         return (-1,)
     if kind == "websocket":
