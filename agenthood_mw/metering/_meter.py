@@ -50,8 +50,9 @@ class _RunIds:
     are looked up by scope, never by run id alone). ``next(self.ids)`` runs entirely in C: a
     block of 256 ids is the block's prefix joined to each of 256 precomputed two-digit
     suffixes, so an id costs one string concatenation instead of formatting an integer.
-    Concurrent ``next`` calls (threads) never yield the same id: each block number is drawn
-    once from a counter, and each id of a block once from its iterator.
+    The iterators are all C ones: under the GIL, concurrent ``next`` calls (threads) never
+    yield the same id or skip one. (CPython's free-threaded build gives no such guarantee for
+    shared iterators.)
     """
 
     ids: Iterator[str]
@@ -62,18 +63,16 @@ class _RunIds:
         os.register_at_fork(after_in_child=self.reseed)
 
     def reseed(self) -> None:
-        self.prefix = prefix = os.urandom(8).hex()
-        suffixes = self._SUFFIXES
+        self.prefix = os.urandom(8).hex()
         # Blocks start at a random number below 2**32, so 14 hex digits hold 2**56 - 2**32
-        # blocks of 256 ids.
+        # blocks of 256 ids. Every iterator here is a C one, so under the GIL each ``next``
+        # advances the block prefixes and the suffixes together, in one step.
         start = int.from_bytes(os.urandom(4), "big")
-        blocks = map(
-            lambda block: map(
-                operator.add, itertools.repeat(f"{prefix}{block:014x}", 256), suffixes
-            ),
-            itertools.count(start),
+        block_prefixes = map((self.prefix + "%014x").__mod__, itertools.count(start))
+        repeated = itertools.chain.from_iterable(
+            map(itertools.repeat, block_prefixes, itertools.repeat(256))
         )
-        self.ids = itertools.chain.from_iterable(blocks)
+        self.ids = map(operator.add, repeated, itertools.cycle(self._SUFFIXES))
 
     def __call__(self) -> str:
         return next(self.ids)

@@ -195,14 +195,19 @@ class MemoryTraceStore(TraceStore):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # A subclass that overrides ``write_runs`` sees every write, the recorder's included.
-        if cls.write_runs is not MemoryTraceStore.write_runs:
-            if cls.write_new_runs is MemoryTraceStore.write_new_runs:
-                cls.write_new_runs = TraceStore.write_new_runs  # type: ignore[method-assign]
-            if cls.write_new_run is MemoryTraceStore.write_new_run:
-                cls.write_new_run = TraceStore.write_new_run  # type: ignore[method-assign]
+        # A subclass that overrides a write method sees every write that would reach it: the
+        # recorder's fast paths then delegate as the base class does.
+        base = MemoryTraceStore
+        if cls.write_runs is not base.write_runs and cls.write_new_runs is base.write_new_runs:
+            cls.write_new_runs = TraceStore.write_new_runs  # type: ignore[method-assign]
+        if (
+            cls.write_new_runs is not base.write_new_runs
+            and cls.write_new_run is base.write_new_run
+        ):
+            cls.write_new_run = TraceStore.write_new_run  # type: ignore[method-assign]
 
-    def write_runs(self, runs: Sequence[RunRecord]) -> None:
+    def _put(self, runs: Sequence[RunRecord]) -> None:
+        """The public write (``write_runs``): a run id already stored is ignored."""
         with self._lock:
             self._fold()
             data = self._data
@@ -212,7 +217,6 @@ class MemoryTraceStore(TraceStore):
                 if bucket is None:
                     bucket = data[key] = _Bucket()
                 bucket.add(run)
-        self._purge_if_due()
 
     def write_new_runs(self, runs: Sequence[RunRecord]) -> None:
         pending = self._pending
@@ -254,9 +258,6 @@ class MemoryTraceStore(TraceStore):
                 runs = bucket.runs
             runs.append(run)
 
-    def _put(self, runs: Sequence[RunRecord]) -> None:
-        self.write_runs(runs)
-
     def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
         self._sync()
         with self._lock:
@@ -296,10 +297,12 @@ class MemoryTraceStore(TraceStore):
 
 
 class _Bucket:
-    """One scope's runs in write order, each run id once, indexed by run id on the first read.
+    """One scope's runs in write order, indexed by run id on the first read.
 
     New runs (the recorder's) are appended without a lookup; :meth:`add` (a public write,
-    which may repeat a run) checks the index first, so the first write of a run id wins.
+    which may repeat a run) checks the index first. Reads go through the index, which keeps the
+    first write of a run id, so a repeat that still slips in (a run written through both paths
+    at once) is never shown twice.
     """
 
     __slots__ = ("index", "indexed", "runs")
@@ -313,7 +316,7 @@ class _Bucket:
         runs, index = self.runs, self.index
         for i in range(self.indexed, len(runs)):
             run = runs[i]
-            index[run.run_id] = run
+            index.setdefault(run.run_id, run)
         self.indexed = len(runs)
 
     def add(self, run: RunRecord) -> None:
@@ -329,19 +332,19 @@ class _Bucket:
         return self.index.get(run_id)
 
     def unique(self) -> list[RunRecord]:
-        """Every stored run (each run id is stored once)."""
-        return list(self.runs)
+        """Every stored run once (its first write), in write order."""
+        self._catch_up()
+        return list(self.index.values())
 
     def drop_ended_before(self, cutoff: float) -> int:
-        """Forget runs that ended before ``cutoff``; returns how many. The index is rebuilt
-        by the next read."""
-        kept = [r for r in self.runs if r.ended_at >= cutoff]
-        dropped = len(self.runs) - len(kept)
-        if dropped:
-            self.runs = kept
+        """Forget every run id with a write that ended before ``cutoff``; returns how many.
+        The index is rebuilt by the next read."""
+        expired = {r.run_id for r in self.runs if r.ended_at < cutoff}
+        if expired:
+            self.runs = [r for r in self.runs if r.run_id not in expired]
             self.index = {}
             self.indexed = 0
-        return dropped
+        return len(expired)
 
 
 _ZERO_TOTALS = (0, 0, 0, 0, 0, 0, 0, 0)

@@ -230,3 +230,48 @@ async def test_a_memory_store_subclass_overriding_write_runs_sees_the_recorders_
     assert seen == [run_id]
     assert await store.get(MemoryScope.for_identity(Identity(user_id="alice")), run_id)
     await app.close()
+
+
+def test_memory_store_subclasses_keep_the_base_contract(prices: Any) -> None:
+    """``write_runs`` is ``_put`` then the purge (no recursion when a subclass writes it that
+    way); overriding only ``write_new_runs`` also catches the recorder's one-run path."""
+    from agenthood_mw.metering import MemoryTraceStore
+
+    scope = MemoryScope.operator(user="u")
+    run = finished_run(prices, scope, "r1", 1_000_000.0)
+
+    class Filtered(MemoryTraceStore):
+        def write_runs(self, runs: Any) -> None:
+            self._put([r for r in runs if r.status == 200])
+            self._purge_if_due()
+
+    filtered = Filtered(retention=None)
+    filtered.write_runs([run, run._replace(run_id="r2", status=500)])
+    filtered.write_new_run(run._replace(run_id="r3", status=500))  # through write_runs
+    assert [r.run_id for r in filtered._data[scope.storage_key].unique()] == ["r1"]
+
+    seen: list[str] = []
+
+    class Counted(MemoryTraceStore):
+        def write_new_runs(self, runs: Any) -> None:
+            seen.extend(r.run_id for r in runs)
+            super().write_new_runs(runs)
+
+    counted = Counted(retention=None)
+    counted.write_new_run(run)
+    assert seen == ["r1"]
+
+
+async def test_memory_store_shows_a_repeated_new_run_once(prices: Any) -> None:
+    """Runs handed in twice as new (a misuse) are still shown once: the first write wins."""
+    from agenthood_mw.metering import MemoryTraceStore
+
+    scope = MemoryScope.operator(user="u")
+    first = finished_run(prices, scope, "r1", 1_000_000.0)
+    store = MemoryTraceStore(retention=None)
+    store.write_new_runs([first])
+    store.write_new_run(first._replace(status=500))
+    assert [t["status"] for t in await store.list(scope)] == [200]
+    trace = await store.get(scope, "r1")
+    assert trace is not None and trace["status"] == 200
+    assert await store.erase(scope) == 1
