@@ -47,9 +47,16 @@ __all__ = ["MemoryBackend"]
 
 _log = logging.getLogger("agenthood_mw.memory")
 
-#: Methods a subclass may not override (it implements the ``_hooks`` instead).
+#: Methods a subclass may not override (it implements the ``_hooks`` instead): the public
+#: API and the private checks it runs around every hook.
 FINAL_METHODS: Final = frozenset(
     {
+        "_checked",
+        "_check_open",
+        "_verify",
+        "_verify_event",
+        "_verify_key",
+        "_violation",
         "put",
         "get",
         "delete",
@@ -196,6 +203,36 @@ class MemoryBackend(abc.ABC):
             self._violation(op, scope, "record of another tier")
         return rec
 
+    def _checked(self, scope: MemoryScope, tier: Tier, key: str) -> tuple[MemoryScope, Tier, str]:
+        """The validated arguments of a single-key operation (``put``, ``get``, ``delete``).
+
+        Raises like :func:`require_scope`, :func:`check_tier` and :func:`validate_key`; the
+        common case (a real scope, a known tier, a short printable ASCII key) is decided
+        without calling them.
+        """
+        if scope.__class__ is not MemoryScope:
+            scope = require_scope(scope)
+        if self._closed:
+            self._check_open()
+        if tier not in _TIER_SET:
+            tier = check_tier(tier)
+        if not (
+            type(key) is str and key.isascii() and key.isprintable() and 0 < len(key) <= _ASCII_MAX
+        ):
+            key = validate_key(key)
+        return scope, tier, key
+
+    def _verify_key(self, op: str, scope: MemoryScope, tier: Tier, key: str, rec: object) -> None:
+        """Raise unless ``rec`` is the record of exactly (``scope``, ``tier``, ``key``)."""
+        if (
+            type(rec) is not Record
+            or rec.scope_key != scope.storage_key
+            or rec.tier != tier
+            or rec.key != key
+        ):
+            self._verify(op, scope, tier, rec)
+            self._violation(op, scope, "record of another key")
+
     def _verify_event(self, op: str, scope: MemoryScope, ev: object) -> Event:
         if type(ev) is not Event:
             self._violation(op, scope, f"expected an Event, got {type(ev).__name__}")
@@ -233,16 +270,7 @@ class MemoryBackend(abc.ABC):
         ``ttl`` (seconds, ``timedelta`` or ``"10m"``) makes the record invisible after that
         long. A bad key or value raises ``ValueError`` and nothing is written.
         """
-        if scope.__class__ is not MemoryScope:
-            scope = require_scope(scope)
-        if self._closed:
-            self._check_open()
-        if tier not in _TIER_SET:
-            tier = check_tier(tier)
-        if not (
-            type(key) is str and key.isascii() and key.isprintable() and 0 < len(key) <= _ASCII_MAX
-        ):
-            key = validate_key(key)
+        scope, tier, key = self._checked(scope, tier, key)
         value_json = encode_value(value)
         seconds = parse_ttl(ttl)
         now = self._clock()
@@ -250,56 +278,24 @@ class MemoryBackend(abc.ABC):
         rec = await self._put(
             scope, tier, key, value_json, search_text(key, value), now, expires_at
         )
-        if (
-            type(rec) is not Record
-            or rec.scope_key != scope.storage_key
-            or rec.tier != tier
-            or rec.key != key
-        ):
-            self._verify("put", scope, tier, rec)
-            self._violation("put", scope, "record of another key")
+        self._verify_key("put", scope, tier, key, rec)
         return rec
 
     async def get(self, scope: MemoryScope, tier: Tier, key: str) -> Record | None:
         """The record stored under ``key``, or ``None`` (also when expired)."""
-        if scope.__class__ is not MemoryScope:
-            scope = require_scope(scope)
-        if self._closed:
-            self._check_open()
-        if tier not in _TIER_SET:
-            tier = check_tier(tier)
-        if not (
-            type(key) is str and key.isascii() and key.isprintable() and 0 < len(key) <= _ASCII_MAX
-        ):
-            key = validate_key(key)
+        scope, tier, key = self._checked(scope, tier, key)
         now = self._clock()
         rec = await self._get(scope, tier, key, now)
         if rec is None:
             return None
-        if (
-            type(rec) is not Record
-            or rec.scope_key != scope.storage_key
-            or rec.tier != tier
-            or rec.key != key
-        ):
-            self._verify("get", scope, tier, rec)
-            self._violation("get", scope, "record of another key")
+        self._verify_key("get", scope, tier, key, rec)
         if rec.expires_at is not None and rec.expires_at <= now:
             return None
         return rec
 
     async def delete(self, scope: MemoryScope, tier: Tier, key: str) -> bool:
         """Delete ``key``; ``True`` if a live record was removed."""
-        if scope.__class__ is not MemoryScope:
-            scope = require_scope(scope)
-        if self._closed:
-            self._check_open()
-        if tier not in _TIER_SET:
-            tier = check_tier(tier)
-        if not (
-            type(key) is str and key.isascii() and key.isprintable() and 0 < len(key) <= _ASCII_MAX
-        ):
-            key = validate_key(key)
+        scope, tier, key = self._checked(scope, tier, key)
         return bool(await self._delete(scope, tier, key, self._clock()))
 
     async def list(

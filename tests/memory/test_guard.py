@@ -114,7 +114,12 @@ async def test_writes_answered_for_another_scope_are_caught() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["get", "put", "list", "search", "erase", "export", "list_events", "close", "scoped"]
+    "name",
+    [
+        *("get", "put", "list", "search", "erase", "export", "list_events", "close", "scoped"),
+        # The checks the public methods run around the hooks are final too.
+        *("_checked", "_verify", "_verify_key", "_verify_event", "_violation", "_check_open"),
+    ],
 )
 def test_overriding_a_public_method_fails_at_class_creation(name: str) -> None:
     async def sneaky(self: object, *args: object, **kwargs: object) -> None:
