@@ -9,7 +9,7 @@ from starlette.types import Message, Scope, Send
 
 from agenthood_mw._errors import HTTPError
 
-__all__ = ["AddHeaders", "agenthood_state", "header_values", "route_path", "send_error"]
+__all__ = ["add_headers", "agenthood_state", "header_values", "route_path", "send_error"]
 
 #: WebSocket close code for a refused handshake when the server cannot send an HTTP response.
 WS_POLICY_VIOLATION = 1008
@@ -73,20 +73,20 @@ async def send_error(scope: Scope, send: Send, error: HTTPError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class AddHeaders:
-    """A ``send`` that appends ``extra`` headers to ``http.response.start``.
+def add_headers(send: Send, extra: Sequence[tuple[bytes, bytes]]) -> Send:
+    """``send`` with ``extra`` headers appended to ``http.response.start`` (``send`` itself
+    when there are none).
 
     The app's own message dict and header list are never mutated (an app may send one prebuilt
-    message on every request): the start message is copied with a new header list.
+    message on every request): the start message is copied with a new header list. The wrapper
+    returns ``send``'s awaitable instead of awaiting it in a coroutine of its own.
     """
+    if not extra:
+        return send
 
-    __slots__ = ("extra", "send")
-
-    def __init__(self, send: Send, extra: Sequence[tuple[bytes, bytes]]) -> None:
-        self.send = send
-        self.extra = extra
-
-    def __call__(self, message: Message) -> Awaitable[None]:
+    def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *self.extra]}
-        return self.send(message)  # ``send``'s awaitable: no coroutine frame of our own
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        return send(message)
+
+    return send_with_headers

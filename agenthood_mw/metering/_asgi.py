@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import AddHeaders, route_path, send_error
+from agenthood_mw._asgi import add_headers, route_path, send_error
 from agenthood_mw._core.budgets import Hold
 from agenthood_mw._core.pricing import format_nanos
 from agenthood_mw._errors import HTTPError
@@ -134,16 +134,14 @@ class CostMeterMiddleware(MeterShell):
         """
         path = route_path(scope) if scope.get("root_path") else scope.get("path", "")
         if self._exempt is not None and path in self._exempt:
-            await self.app(scope, receive, AddHeaders(send, outer) if outer else send)
+            await self.app(scope, receive, add_headers(send, outer))
             return
         engine = self.engine
         user = scope.get("user")
         last = engine.last_scope
         mscope = last[1] if user is last[0] else engine.scope_for(user)
         if mscope is None:
-            await send_error(
-                scope, AddHeaders(send, outer) if outer else send, RESERVED_TENANT_ERROR
-            )
+            await send_error(scope, add_headers(send, outer), RESERVED_TENANT_ERROR)
             return
         if self._custom_agent:
             agent = engine.agent_for(self._agent(scope))
@@ -172,7 +170,7 @@ class CostMeterMiddleware(MeterShell):
             if engine.budgets:
                 admitted = await engine.admit_async(mscope, agent)
                 if isinstance(admitted, HTTPError):
-                    await send_error(scope, AddHeaders(send, outer) if outer else send, admitted)
+                    await send_error(scope, add_headers(send, outer), admitted)
                     return
                 holds = admitted
             if engine.limiter is not None:
@@ -183,7 +181,7 @@ class CostMeterMiddleware(MeterShell):
                         await asyncio.to_thread(engine.release, holds)
                     else:
                         engine.release(holds)
-                    await send_error(scope, AddHeaders(send, outer) if outer else send, error)
+                    await send_error(scope, add_headers(send, outer), error)
                     return
             meter = engine.open(mscope, agent, holds, path, tpm_key)
         state = scope.get("state")
@@ -241,7 +239,7 @@ class CostMeterMiddleware(MeterShell):
                 raise
             error = stop_error(exc)
             status = error.status
-            await send_error(scope, AddHeaders(send, outer) if outer else send, error)
+            await send_error(scope, add_headers(send, outer), error)
         except BaseException as exc:
             meter.record_error(exc)
             raise

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthood_mw._asgi import AddHeaders, agenthood_state, route_path, send_error
+from agenthood_mw._asgi import add_headers, agenthood_state, route_path, send_error
 from agenthood_mw._core.ratelimit import (
     UNAVAILABLE,
     CompiledRule,
@@ -72,7 +71,6 @@ class RateLimitMiddleware(RateLimitBase):
         if self._fast:
             assert only is not None and self.memory is not None
             self._fast_rule = only
-            self._fast_policy = only.policy
             self._hit_one = self.memory.hit_one
         # (identity object, its storage key) of the last authenticated request: an Identity is
         # immutable, and the pair holds a reference so the object's id cannot be reused.
@@ -122,7 +120,7 @@ class RateLimitMiddleware(RateLimitBase):
         key = last[1] if user is last[0] else self._fast_key(scope, user)
         if key is None:
             return None
-        return self._hit_one(self._fast_policy, key, 1)
+        return self._hit_one(self._fast_rule.policy, key, 1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -144,15 +142,8 @@ class RateLimitMiddleware(RateLimitBase):
                 meter_layer = self._meter_layer
                 if meter_layer is not None and self.app is meter_layer:
                     await meter_layer._handle(scope, receive, send, headers)
-                    return
-
-                def send_with_headers(message: Message) -> Awaitable[None]:
-                    if message["type"] == "http.response.start":
-                        # A new message: the app's own dict may be reused for every response.
-                        message = {**message, "headers": [*message.get("headers", ()), *headers]}
-                    return send(message)  # ``send``'s awaitable: no frame of our own
-
-                await self.app(scope, receive, send_with_headers)
+                else:
+                    await self.app(scope, receive, add_headers(send, headers))
                 return
             await self._refuse_fast(scope, receive, send, o)
             return
@@ -221,7 +212,7 @@ class RateLimitMiddleware(RateLimitBase):
         if meter_layer is not None and self.app is meter_layer:
             await meter_layer._handle(scope, receive, send, extra)
             return
-        await self.app(scope, receive, AddHeaders(send, extra))
+        await self.app(scope, receive, add_headers(send, extra))
 
 
 def _inner_meter(app: object) -> CostMeterMiddleware | None:
