@@ -173,8 +173,8 @@ class CostMeterMiddleware(MeterShell):
                     await send_error(scope, add_headers(send, outer), admitted)
                     return
                 holds = admitted
-            if engine.limiter is not None:
-                tpm_key = "tpm:" + mscope.storage_key
+            tpm_key = engine.tpm_key(mscope)
+            if tpm_key is not None:
                 error = await engine.tpm_admit(tpm_key)
                 if error is not None:
                     if engine.budget_store.blocking:
