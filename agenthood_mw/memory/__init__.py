@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw.memory._base import MemoryBackend
-from agenthood_mw.memory._codec import MAX_KEY_BYTES, MAX_LIMIT, MAX_VALUE_BYTES
+from agenthood_mw.memory._codec import MAX_KEY_BYTES, MAX_LIMIT, MAX_VALUE_BYTES, search_text
 from agenthood_mw.memory._errors import (
     InvalidCursorError,
     InvalidKeyError,
@@ -23,16 +23,14 @@ from agenthood_mw.memory._errors import (
 from agenthood_mw.memory._inmemory import InMemoryBackend
 from agenthood_mw.memory._records import TIERS, Event, Page, Record, ScopeExport, Tier
 from agenthood_mw.memory._sqlite import SQLiteBackend
-from agenthood_mw.memory._url import memory_from_url
-from agenthood_mw.memory._view import (
-    EpisodicMemory,
-    KeyValueMemory,
-    ScopedMemory,
+from agenthood_mw.memory._sync import (
     SyncEpisodicMemory,
     SyncKeyValueMemory,
     SyncMemory,
     SyncScopedMemory,
 )
+from agenthood_mw.memory._url import memory_from_url
+from agenthood_mw.memory._view import EpisodicMemory, KeyValueMemory, ScopedMemory
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -63,4 +61,5 @@ __all__ = [
     "SyncScopedMemory",
     "Tier",
     "memory_from_url",
+    "search_text",
 ]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Self
+from typing import Any, Final, NoReturn, Self
 
 from agenthood_mw._core.scope import MemoryScope, require_scope
 from agenthood_mw.memory._codec import (
@@ -39,9 +39,7 @@ from agenthood_mw.memory._codec import (
 )
 from agenthood_mw.memory._errors import ScopeViolationError
 from agenthood_mw.memory._records import Event, Page, Record, ScopeExport, Tier
-
-if TYPE_CHECKING:
-    from agenthood_mw.memory._view import ScopedMemory
+from agenthood_mw.memory._view import ScopedMemory
 
 __all__ = ["MemoryBackend"]
 
@@ -252,8 +250,6 @@ class MemoryBackend(abc.ABC):
 
     def scoped(self, scope: MemoryScope) -> ScopedMemory:
         """A :class:`ScopedMemory` view of this backend bound to ``scope``."""
-        from agenthood_mw.memory._view import ScopedMemory
-
         return ScopedMemory(self, scope)
 
     async def put(

@@ -198,7 +198,11 @@ def _fold(text: str) -> str:
 
 
 def search_text(key: str, value: object) -> str:
-    """The text a record is searched in: key, dict keys and scalar leaves, case-folded."""
+    """The text a record is searched in: key, dict keys and scalar leaves, case-folded.
+
+    A record matches ``search(text)`` when every case-folded term of ``text`` is a substring
+    of this text (exported for conformance kits and models of a backend).
+    """
     parts = [key]
     _leaves(value, parts)
     return _fold("\n".join(parts))

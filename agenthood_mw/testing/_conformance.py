@@ -33,10 +33,15 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw._identity import Identity
-from agenthood_mw.memory._base import MemoryBackend
-from agenthood_mw.memory._errors import InvalidCursorError, InvalidKeyError, InvalidValueError
-from agenthood_mw.memory._records import Record, Tier
-from agenthood_mw.memory._view import ScopedMemory
+from agenthood_mw.memory import (
+    InvalidCursorError,
+    InvalidKeyError,
+    InvalidValueError,
+    MemoryBackend,
+    Record,
+    ScopedMemory,
+    Tier,
+)
 from agenthood_mw.testing._memory_machine import FakeClock, MemoryMachine
 
 __all__ = ["ADVERSARIAL_IDS", "ADVERSARIAL_KEYS", "BackendConformance", "FakeClock"]

@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from agenthood_mw._core.scope import MemoryScope
-from agenthood_mw.memory._base import MemoryBackend
-from agenthood_mw.memory._codec import search_text
-from agenthood_mw.memory._records import Tier
+from agenthood_mw.memory import MemoryBackend, Tier, search_text
 
 __all__ = ["FakeClock", "MemoryMachine"]
 
