@@ -30,7 +30,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisBackend"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_POOL_TIMEOUT", "RedisBackend"]
+
+#: Connections in the pool a ``RedisBackend(url)`` owns, unless ``max_connections=`` says.
+DEFAULT_MAX_CONNECTIONS: Final = 16
+#: Seconds an operation waits for a free pooled connection, unless ``pool_timeout=`` says.
+DEFAULT_POOL_TIMEOUT: Final = 5.0
+#: Largest ``pool_timeout`` accepted (a longer wait would hide an outage).
+MAX_POOL_TIMEOUT: Final = 300.0
 
 _BATCH: Final = 256
 _PARTS: Final = ("facts:d", "facts:i", "project:d", "project:i", "events:d", "events:i")
@@ -51,13 +58,45 @@ def _check_prefix(key_prefix: object) -> str:
     return key_prefix
 
 
+def _check_size(value: object) -> int:
+    if value is None:
+        return DEFAULT_MAX_CONNECTIONS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_connections must be a positive int, got {value!r}")
+    return value
+
+
+def _check_timeout(value: object) -> float:
+    if value is None:
+        return DEFAULT_POOL_TIMEOUT
+    # a range check, not math.isfinite: it rejects NaN and inf and never overflows on an int
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_POOL_TIMEOUT
+    ):
+        raise ValueError(
+            f"pool_timeout must be a number of seconds in (0, {MAX_POOL_TIMEOUT:g}], got {value!r}"
+        )
+    return float(value)
+
+
 class RedisBackend(MemoryBackend):
     """Memory in Redis: ``RedisBackend("redis://127.0.0.1:6379/0")``.
 
+    With ``url``, the backend owns a *blocking, bounded* connection pool: at most
+    ``max_connections`` connections, and an operation that finds them all busy waits up to
+    ``pool_timeout`` seconds for one (then ``redis.exceptions.ConnectionError``) instead of
+    failing at once with ``MaxConnectionsError``, so any number of concurrent operations
+    share one backend.
+
     Args:
         url: a redis-py URL (``redis://``, ``rediss://``, ``unix://``); or pass ``client=``.
-        client: an existing ``redis.asyncio.Redis`` (not closed by :meth:`close`).
+        client: an existing ``redis.asyncio.Redis`` (not closed by :meth:`close`; its own
+            pool applies, so ``max_connections`` and ``pool_timeout`` cannot be given).
         key_prefix: prepended to every key (default ``"agenthood:memory:"``).
+        max_connections: size of the owned pool (default 16).
+        pool_timeout: seconds an operation waits for a free connection (default 5).
         clock: epoch-seconds clock; TTLs are evaluated against it, not by Redis.
     """
 
@@ -67,6 +106,8 @@ class RedisBackend(MemoryBackend):
         *,
         client: Redis | None = None,
         key_prefix: str = "agenthood:memory:",
+        max_connections: int | None = None,
+        pool_timeout: float | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(clock=clock)
@@ -76,13 +117,23 @@ class RedisBackend(MemoryBackend):
         if client is not None:
             if not isinstance(client, aioredis.Redis):
                 raise TypeError("client must be a redis.asyncio.Redis")
+            if max_connections is not None or pool_timeout is not None:
+                raise ValueError(
+                    "max_connections and pool_timeout size the pool built from url; "
+                    "a borrowed client keeps its own pool"
+                )
             self._redis: Redis = client
             self._owns_client = False
         else:
             if not isinstance(url, str) or not url:
                 raise ValueError("url must be a non-empty redis:// URL")
             check_redis_url(url, option="url")
-            self._redis = aioredis.Redis.from_url(url)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=_check_size(max_connections),
+                timeout=_check_timeout(pool_timeout),
+            )
+            self._redis = aioredis.Redis.from_pool(pool)  # closes the pool on aclose()
             self._owns_client = True
 
     def _key(self, scope: MemoryScope, part: str) -> str:

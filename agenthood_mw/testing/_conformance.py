@@ -14,7 +14,9 @@ backend at the end, so the kit is safe against a shared, persistent database::
             return lambda clock: MyBackend(tmp_path / "m.db", clock=clock)
 
 Needs pytest, pytest-asyncio and hypothesis. Override ``stateful_settings`` to tune the
-Hypothesis state machine (default: 80 runs of up to 60 steps, about 3 600 steps).
+Hypothesis state machine (default: 80 runs of up to 60 steps, about 3 600 steps), and
+``concurrent_operations`` to change how many operations the two load tests start at once
+(default 1 000: as asyncio tasks on one backend, and from 32 threads through ``SyncMemory``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import inspect
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
@@ -40,6 +43,7 @@ from agenthood_mw.memory import (
     MemoryBackend,
     Record,
     ScopedMemory,
+    SyncMemory,
     Tier,
 )
 from agenthood_mw.testing._memory_machine import FakeClock, MemoryMachine
@@ -157,6 +161,8 @@ class BackendConformance:
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
+
+    concurrent_operations: ClassVar[int] = 1000
 
     @pytest.fixture
     def make_backend(self) -> BackendFactory:
@@ -523,6 +529,62 @@ class BackendConformance:
                 assert (await b.get(sc, "facts", "who")).value == i  # type: ignore[union-attr]
             assert completed > 0
 
+    @pytest.mark.asyncio
+    async def test_concurrent_operations_as_tasks(self, make_backend: BackendFactory) -> None:
+        """``concurrent_operations`` puts, gets, appends and lists in flight at once."""
+        async with _opened(make_backend) as run:
+            b, n = run.backend, self.concurrent_operations
+            scopes = [run.scope(f"load{i}") for i in range(20)]
+            for sc in scopes:
+                await b.put(sc, "facts", "seed", sc.user)
+
+            async def op(i: int) -> None:
+                sc = scopes[i % len(scopes)]
+                kind = i % 4
+                if kind == 0:
+                    assert (await b.put(sc, "facts", f"k{i}", i)).value == i
+                elif kind == 1:
+                    assert (await b.get(sc, "facts", "seed")).value == sc.user  # type: ignore[union-attr]
+                elif kind == 2:
+                    await b.append_event(sc, {"i": i})
+                else:
+                    assert all(r.scope == sc for r in await b.list(sc, "facts", limit=5))
+
+            await asyncio.gather(*(op(i) for i in range(n)))
+            _check_load(await _load_state(b, scopes), scopes, n)
+
+    def test_concurrent_operations_from_threads(self, make_backend: BackendFactory) -> None:
+        """The same load from 32 threads through the blocking :class:`SyncMemory` facade."""
+        n = self.concurrent_operations
+        with asyncio.Runner() as runner:
+            backend = runner.run(_create(make_backend, FakeClock()))
+        tenant = f"conformance-{uuid.uuid4().hex}"
+        scopes = [MemoryScope.operator(user=f"load{i}", tenant=tenant) for i in range(20)]
+        with SyncMemory(backend) as sync:
+            views = [sync.scoped(sc) for sc in scopes]
+            try:
+                for view, sc in zip(views, scopes, strict=True):
+                    view.facts.put("seed", sc.user)
+
+                def op(i: int) -> None:
+                    view, sc = views[i % len(views)], scopes[i % len(scopes)]
+                    kind = i % 4
+                    if kind == 0:
+                        assert view.facts.put(f"k{i}", i).value == i
+                    elif kind == 1:
+                        assert view.facts.get_value("seed") == sc.user
+                    elif kind == 2:
+                        view.episodic.append({"i": i})
+                    else:
+                        assert all(r.scope == sc for r in view.facts.list(limit=5))
+
+                with ThreadPoolExecutor(32) as pool:
+                    list(pool.map(op, range(n)))
+                _check_load(sync.run(_load_state(backend, scopes)), scopes, n)
+            finally:
+                for sc in scopes:
+                    sync.erase(sc)
+
     # ------------------------------------------------------------------ stateful
     def test_stateful_against_a_dict_model(self, make_backend: BackendFactory) -> None:
         with asyncio.Runner() as runner:
@@ -550,3 +612,22 @@ async def _all(b: MemoryBackend, sc: MemoryScope) -> AsyncIterator[Record]:
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+async def _load_state(
+    b: MemoryBackend, scopes: list[MemoryScope]
+) -> list[tuple[dict[str, Any], int]]:
+    """Per scope: every fact (key -> value) and the number of events."""
+    out = []
+    for sc in scopes:
+        facts = {r.key: r.value async for r in _all(b, sc)}
+        events = await b.list_events(sc, limit=1000)
+        out.append((facts, len(events)))
+    return out
+
+
+def _check_load(state: list[tuple[dict[str, Any], int]], scopes: list[MemoryScope], n: int) -> None:
+    for j, (sc, (facts, events)) in enumerate(zip(scopes, state, strict=True)):
+        mine = [i for i in range(n) if i % len(scopes) == j]
+        assert facts == {"seed": sc.user} | {f"k{i}": i for i in mine if i % 4 == 0}
+        assert events == sum(1 for i in mine if i % 4 == 2)
