@@ -7,6 +7,7 @@ user text can never form a delimiter, a SQL ``LIKE`` wildcard, a Redis glob or h
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any, Final
 from urllib.parse import quote, unquote
@@ -56,6 +57,20 @@ def validate_scope_part(value: object, *, what: str) -> str:
 
 def _encode(part: str) -> str:
     return quote(part, safe="", encoding="utf-8", errors="strict")
+
+
+# A label part: any text in which ``%`` and ``/`` appear only as the escapes ``%25`` / ``%2F``.
+_LABEL_PART: Final = re.compile(r"(?:[^%/]|%25|%2F)+")
+
+
+def _label_part(part: str) -> str:
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+def _unlabel_part(text: str) -> str:
+    if not _LABEL_PART.fullmatch(text):
+        raise ValueError(f"malformed MemoryScope label part {text!r}")
+    return text.replace("%2F", "/").replace("%25", "%")
 
 
 class MemoryScope:
@@ -140,8 +155,33 @@ class MemoryScope:
 
     @property
     def label(self) -> str:
-        """Human-readable form used as ``memoryScope`` in run responses (``usr_8f3a``)."""
-        return self._user if self._tenant is None else f"{self._tenant}/{self._user}"
+        """The one textual rendering of a scope (``memoryScope`` in responses, traces, reports,
+        alerts, CLI output): ``usr_8f3a`` for a tenantless user, ``acme/usr_8f3a`` for user
+        ``usr_8f3a`` of tenant ``acme``.
+
+        Unambiguous and reversible (:meth:`from_label`): inside each part ``%`` is written
+        ``%25`` and ``/`` is written ``%2F``, so the only bare ``/`` separates tenant from user
+        and a tenantless ``t1/u`` (``t1%2Fu``) never looks like user ``u`` of tenant ``t1``.
+        Every other character is shown as is.
+        """
+        user = _label_part(self._user)
+        return user if self._tenant is None else f"{_label_part(self._tenant)}/{user}"
+
+    @classmethod
+    def from_label(cls, label: str) -> MemoryScope:
+        """The scope a :attr:`label` renders (for operator tools reading reports or traces).
+
+        Raises ``ValueError`` for text no scope renders to (an unescaped ``%``, more than one
+        ``/``, an empty or invalid part) and ``TypeError`` for a non-``str``.
+        """
+        if not isinstance(label, str):
+            raise TypeError(f"MemoryScope label must be a str, got {type(label).__name__}")
+        parts = label.split(_SEP)
+        if len(parts) > 2:
+            raise ValueError("malformed MemoryScope label: more than one unescaped '/'")
+        user = _unlabel_part(parts[-1])
+        tenant = _unlabel_part(parts[0]) if len(parts) == 2 else None
+        return cls(tenant, user, _token=_MINT)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MemoryScope):
