@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from agenthood_mw._core.apikeys import APIKeyRecord, generate_key, new_record
 from agenthood_mw._core.durations import parse_duration
+from agenthood_mw._sqlite_files import prepare_sqlite_file
 
 __all__ = ["CreatedKey", "InMemoryKeyStore", "KeyStore", "SQLiteKeyStore", "create_api_key"]
 
@@ -99,6 +100,7 @@ class SQLiteKeyStore:
         if not isinstance(path, str | Path):
             raise TypeError("path: expected a file path")
         self.path = str(path)
+        prepare_sqlite_file(self.path)  # created 0600 (agenthood_mw._sqlite_files)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:

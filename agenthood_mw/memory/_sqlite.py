@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._sqlite_files import prepare_sqlite_file
 from agenthood_mw.memory._base import MemoryBackend
 from agenthood_mw.memory._errors import SchemaVersionError
 from agenthood_mw.memory._records import Event, Record, Tier
@@ -106,6 +107,7 @@ class SQLiteBackend(MemoryBackend):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             with self._conns_lock:
+                prepare_sqlite_file(self._path)
                 conn = sqlite3.connect(
                     self._path,
                     timeout=self._timeout,

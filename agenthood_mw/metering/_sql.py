@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agenthood_mw._core.urls import check_postgres_dsn
+from agenthood_mw._sqlite_files import prepare_sqlite_file
 
 __all__ = ["Database", "PostgresDatabase", "SQLiteDatabase", "split_pg_url", "sqlite_path_from_url"]
 
@@ -102,8 +103,9 @@ class SQLiteDatabase(Database):
             if not os.path.isdir(directory):
                 raise ValueError(f"path: directory {directory!r} does not exist (create it first)")
         try:
+            prepare_sqlite_file(path)  # created 0600 (agenthood_mw._sqlite_files)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ValueError(f"path: cannot open the SQLite database {path!r}: {exc}") from None
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
