@@ -132,3 +132,9 @@ async def test_memory_from_url_postgres(postgres_dsn: str, postgres_schema: str)
     await backend.put(ALICE, "facts", "k", 1)
     assert await backend.erase(ALICE) == 1
     await backend.close()
+
+
+def test_a_view_needs_a_backend() -> None:
+    for not_a_backend in (object(), "sqlite:///x.db", None):
+        with pytest.raises(TypeError, match="MemoryBackend"):
+            ScopedMemory(not_a_backend, ALICE)  # type: ignore[arg-type]
