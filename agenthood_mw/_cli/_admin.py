@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import re
 import sys
@@ -15,18 +16,28 @@ from typing import Any, Literal
 
 from agenthood_mw._cli._settings import AUDIENCE, ConfigError, Settings, load_settings
 from agenthood_mw._core.durations import parse_duration
-from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
 
-__all__ = ["costs", "erase", "export", "keys", "parse_since", "token", "trace"]
+__all__ = [
+    "costs",
+    "erase",
+    "export",
+    "keys",
+    "parse_since",
+    "token",
+    "token_lifetime_cap",
+    "trace",
+]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(data_dir=getattr(args, "data_dir", None))
 
 
-def _duration(value: str, option: str) -> float:
+def _duration(value: str, option: str, *, maximum: float | None = None) -> float:
+    """A duration option (bounded: at most ``maximum``, never above 100 years)."""
     try:
-        return parse_duration(value, option=option)
+        return parse_duration(value, option=option, maximum=maximum)
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
 
@@ -36,6 +47,36 @@ def _scope(args: argparse.Namespace) -> MemoryScope:
         return MemoryScope.operator(user=args.user, tenant=args.tenant)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--user/--tenant: {exc}") from None
+
+
+def _check_id(value: str | None, option: str) -> None:
+    if value is not None and (not value.strip() or value != value.strip()):
+        raise ConfigError(
+            f"{option}: {value[:40]!r} is blank or has leading/trailing whitespace; the server "
+            "refuses such ids"
+        )
+
+
+def _credential_scope(args: argparse.Namespace) -> MemoryScope:
+    """The scope of a token or key about to be issued: refused here when the server would
+    always refuse the credential (blank or padded ids, the reserved anonymous tenant)."""
+    _check_id(args.user, "--user")
+    _check_id(args.tenant, "--tenant")
+    if args.tenant == ANONYMOUS_TENANT:
+        raise ConfigError(
+            f"--tenant: {ANONYMOUS_TENANT!r} is reserved for unauthenticated requests; no "
+            "token or key can claim it"
+        )
+    return _scope(args)
+
+
+def token_lifetime_cap() -> float:
+    """The longest token lifetime the demo's ``AuthMiddleware`` accepts (its
+    ``max_token_lifetime`` default, which the demo does not change)."""
+    from agenthood_mw.auth import AuthMiddleware
+
+    default = inspect.signature(AuthMiddleware).parameters["max_token_lifetime"].default
+    return parse_duration(default, option="max_token_lifetime")
 
 
 def parse_since(value: str | None, *, now: float | None = None) -> float | None:
@@ -91,8 +132,12 @@ def token(args: argparse.Namespace) -> int:
     from agenthood_mw.auth import mint_token
 
     settings = _settings(args)
-    ttl = _duration(args.ttl, "--ttl")
-    _scope(args)  # same validation as the server applies
+    ttl = _duration(args.ttl, "--ttl", maximum=token_lifetime_cap())
+    if ttl < 1:
+        raise ConfigError(
+            f"--ttl: must be at least 1s (tokens count whole seconds), got {args.ttl!r}"
+        )
+    _credential_scope(args)  # what the server would refuse is refused here
     secret = settings.jwt_secret(create=False)
     print(
         mint_token(
@@ -115,9 +160,14 @@ def _key_store(settings: Settings) -> Any:
 
 
 def _when(ts: float | None) -> str:
+    """A stored time as ``YYYY-MM-DD HH:MM`` UTC; one no calendar date can show (a key created
+    with an absurd expiry by an older version) is rendered, never raised."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return "after 9999" if isinstance(ts, int | float) and ts > 0 else "unrepresentable"
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -127,7 +177,7 @@ def keys(args: argparse.Namespace) -> int:
     store = _key_store(_settings(args))
     try:
         if args.keys_command == "create":
-            _scope(args)
+            _credential_scope(args)
             expires = (
                 None if args.expires_in is None else _duration(args.expires_in, "--expires-in")
             )

@@ -129,6 +129,7 @@ def build_demo_app(settings: Settings) -> AgenthoodAPI:
         ledger=settings.ledger_url,
         traces=settings.ledger_url,
         thinking_budget=ThinkingBudget(max_steps=20, max_tokens=50_000, max_seconds=120),
+        health_cache=settings.health_cache,
     )
     api.add_middleware(
         RateLimitMiddleware,
