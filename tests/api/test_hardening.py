@@ -411,3 +411,40 @@ def test_demo_agents_never_answer_500(agent: str, task: str) -> None:
         await api.aclose()
 
     asyncio.run(scenario())
+
+
+# -- a provider answering huge numbers (a sibling of issue 11 #1) --------------------------------
+@pytest.mark.parametrize("tokens", [10**400, 10**19, 10**12 + 1])
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_provider_reporting_absurd_usage_is_a_protocol_failure(
+    llm_server: Any, tokens: int, streaming: bool
+) -> None:
+    from agenthood_mw._core.failover import FailureKind
+    from agenthood_mw.api import OpenAICompatibleProvider, ProviderError
+
+    server = llm_server("primary")
+    server.prompt_tokens = tokens
+    provider = OpenAICompatibleProvider(model="m", base_url=server.url, name="primary")
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        with pytest.raises(ProviderError) as info:
+            if streaming:
+                _ = [chunk async for chunk in provider.stream(messages)]
+            else:
+                await provider.complete(messages)
+    finally:
+        await provider.aclose()
+    assert info.value.kind is FailureKind.PROTOCOL and info.value.retryable
+
+
+async def test_a_provider_reporting_the_largest_usage_is_accepted(llm_server: Any) -> None:
+    from agenthood_mw.api import OpenAICompatibleProvider
+
+    server = llm_server("primary")
+    server.prompt_tokens = 10**12
+    provider = OpenAICompatibleProvider(model="m", base_url=server.url, name="primary")
+    try:
+        completion = await provider.complete([{"role": "user", "content": "hi"}])
+    finally:
+        await provider.aclose()
+    assert completion.usage.input_tokens == 10**12
