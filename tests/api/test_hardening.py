@@ -426,12 +426,16 @@ async def test_a_provider_reporting_absurd_usage_is_a_protocol_failure(
     server.prompt_tokens = tokens
     provider = OpenAICompatibleProvider(model="m", base_url=server.url, name="primary")
     messages = [{"role": "user", "content": "hi"}]
+
+    async def call() -> None:
+        if streaming:
+            _ = [chunk async for chunk in provider.stream(messages)]
+        else:
+            await provider.complete(messages)
+
     try:
         with pytest.raises(ProviderError) as info:
-            if streaming:
-                _ = [chunk async for chunk in provider.stream(messages)]
-            else:
-                await provider.complete(messages)
+            await call()
     finally:
         await provider.aclose()
     assert info.value.kind is FailureKind.PROTOCOL and info.value.retryable
