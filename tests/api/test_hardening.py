@@ -452,3 +452,23 @@ async def test_a_provider_reporting_the_largest_usage_is_accepted(llm_server: An
     finally:
         await provider.aclose()
     assert completion.usage.input_tokens == 10**12
+
+
+async def test_openapi_ranges_are_the_enforced_ranges(spy_api: tuple[AgenthoodAPI, Spy]) -> None:
+    """The bounds the OpenAPI document publishes are exactly the ones validation applies."""
+    api, spy = spy_api
+    async with client(api) as c:
+        doc = (await c.get("/openapi.json", headers=headers())).json()
+        fields = doc["components"]["schemas"]["RunRequest"]["properties"]["budget"]["properties"]
+        assert set(fields) == {"maxSteps", "maxTokens", "maxCost", "maxSeconds"}
+        for field, schema in fields.items():
+            low, high = schema["minimum"], schema["maximum"]
+            step = 1 if schema["type"] == "integer" else low / 2
+            for value, status in ((low, 200), (high, 200), (low - step, 422), (high + step, 422)):
+                r = await c.post(
+                    "/agents/spy/run",
+                    json={"task": "go", "budget": {field: value}},
+                    headers=headers(),
+                )
+                assert r.status_code == status, (field, value, r.text)
+    assert spy.runs == 8
