@@ -99,16 +99,13 @@ def check_content_type(value: str | None) -> None:
 
 def check_content_length(value: str | None, limit: int) -> None:
     """Refuse early when the declared length is above ``limit`` (the body is still counted
-    while it is read: the header may be absent or lie)."""
+    while it is read: the header may be absent or lie). The header is ``1*DIGIT`` (RFC 9110
+    8.6): a sign, an underscore, blanks or more than 19 digits are refused with 400."""
     if value is None:
         return
-    try:
-        length = int(value)
-    except ValueError:
-        raise RunRequestError(
-            HTTPError(400, "invalid_request", "invalid Content-Length header")
-        ) from None
-    if length > limit:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        raise RunRequestError(HTTPError(400, "invalid_request", "invalid Content-Length header"))
+    if int(value) > limit:
         raise too_large(limit)
 
 

@@ -150,6 +150,21 @@ async def test_hostile_bodies_are_422_before_anything_runs(
     assert [rec for rec in caplog.records if rec.levelno >= logging.ERROR] == []
 
 
+@pytest.mark.parametrize("length", ["1_2", " 12", "+12", "-1", "12.0", "1" * 20, "9" * 5000])
+async def test_content_length_is_digits_only(
+    spy_api: tuple[AgenthoodAPI, Spy], length: str
+) -> None:
+    api, spy = spy_api
+    body = b'{"task": "x"}'
+    async with client(api) as c:
+        r = await c.post(
+            "/agents/spy/run", content=body, headers={**headers(), "content-length": length}
+        )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request"
+    assert spy.runs == 0
+
+
 async def test_brackets_inside_strings_do_not_count_as_nesting(
     spy_api: tuple[AgenthoodAPI, Spy],
 ) -> None:
