@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -487,3 +488,41 @@ async def test_openapi_ranges_are_the_enforced_ranges(spy_api: tuple[AgenthoodAP
                 )
                 assert r.status_code == status, (field, value, r.text)
     assert spy.runs == 8
+
+
+def test_health_probes_against_a_real_server_cost_three_store_reads() -> None:
+    """200 probes from 50 client threads over real sockets to uvicorn: 3 store reads."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+    from served import free_port
+
+    api, *stores = counting_api(health_cache=30)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started
+        barrier = threading.Barrier(50)
+        limits = httpx.Limits(max_connections=50)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, limits=limits) as http:
+
+            def probe(i: int) -> int:
+                if i < 50:
+                    barrier.wait()  # the first 50 probes leave together
+                return http.get("/health").status_code
+
+            with ThreadPoolExecutor(max_workers=50) as pool:
+                statuses = list(pool.map(probe, range(200)))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert statuses == [200] * 200
+    assert _reads(*stores) == 3
