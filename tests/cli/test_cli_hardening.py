@@ -278,3 +278,31 @@ def test_serve_warns_at_start_about_a_world_readable_data_dir(tmp_path: Path) ->
     assert len(warnings) == 1, output
     assert f"{data} (mode 0755)" in warnings[0]
     assert "jwt-secret" not in warnings[0]  # generated 0600 by serve itself
+
+
+# -- AGENTHOOD_PRICES: a hostile price file stops serve with one line --------------------------
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "not a usable JSON price file"),
+        ('{"m": {"input": ' + "9" * 5000 + ', "output": 1}}', "above 1,000,000,000,000,000"),
+        ('{"m": {"input": ' + "9" * 400 + ', "output": 1}}', "above 1,000,000,000,000,000"),
+        ('{"m": {"input": 1e999999999, "output": 1}}', "above 1,000,000,000,000,000"),
+        ('{"m": {"input": "1e999999999", "output": "1"}}', "m.input is '1e999999999', above"),
+        ('{"m": {"input": -1e400, "output": 1}}', "above 1,000,000,000,000,000"),
+        ('{"m": {"input": NaN, "output": 1}}', "finite"),
+    ],
+)
+def test_a_hostile_price_file_stops_serve_with_one_line(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    message: str,
+) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(content, encoding="utf-8")
+    monkeypatch.setenv("AGENTHOOD_PRICES", str(path))
+    result = run_cli(capsys, "serve", "--port", "0")
+    assert_refused(result, "AGENTHOOD_PRICES: ", message)
