@@ -71,12 +71,16 @@ def _credential_scope(args: argparse.Namespace) -> MemoryScope:
 
 
 def token_lifetime_cap() -> float:
-    """The longest token lifetime the demo's ``AuthMiddleware`` accepts (its
-    ``max_token_lifetime`` default, which the demo does not change)."""
+    """The longest token lifetime the demo's ``AuthMiddleware`` accepts: its
+    ``max_token_lifetime`` default, which the demo does not change (1 day; read from the
+    signature so the two cannot drift, the documented day if it cannot be read)."""
     from agenthood_mw.auth import AuthMiddleware
 
-    default = inspect.signature(AuthMiddleware).parameters["max_token_lifetime"].default
-    return parse_duration(default, option="max_token_lifetime")
+    try:
+        default = inspect.signature(AuthMiddleware).parameters["max_token_lifetime"].default
+        return parse_duration(default, option="max_token_lifetime")
+    except (KeyError, TypeError, ValueError):
+        return 86400.0
 
 
 def parse_since(value: str | None, *, now: float | None = None) -> float | None:
