@@ -50,9 +50,18 @@ def _scope(args: argparse.Namespace) -> MemoryScope:
 
 
 def _check_id(value: str | None, option: str) -> None:
-    if value is not None and (not value.strip() or value != value.strip()):
+    """The server's subject rule for ids (``docs/auth.md``): not blank, no leading or trailing
+    whitespace, no whitespace inside but the plain space."""
+    if value is None:
+        return
+    if not value.strip() or value != value.strip():
         raise ConfigError(
             f"{option}: {value[:40]!r} is blank or has leading/trailing whitespace; the server "
+            "refuses such ids"
+        )
+    if any(ch.isspace() and ch != " " for ch in value):
+        raise ConfigError(
+            f"{option}: {value[:40]!r} holds whitespace other than the plain space; the server "
             "refuses such ids"
         )
 
@@ -68,6 +77,10 @@ def _credential_scope(args: argparse.Namespace) -> MemoryScope:
             "token or key can claim it"
         )
     return _scope(args)
+
+
+#: Longest ``keys create --expires-in``: ten years, the API-key lifetime the key store accepts.
+KEY_LIFETIME_CAP = 3650 * 86400.0
 
 
 def token_lifetime_cap() -> float:
@@ -183,16 +196,21 @@ def keys(args: argparse.Namespace) -> int:
         if args.keys_command == "create":
             _credential_scope(args)
             expires = (
-                None if args.expires_in is None else _duration(args.expires_in, "--expires-in")
+                None
+                if args.expires_in is None
+                else _duration(args.expires_in, "--expires-in", maximum=KEY_LIFETIME_CAP)
             )
-            created = create_api_key(
-                store,
-                user_id=args.user,
-                tenant=args.tenant,
-                scopes=args.scopes or (),
-                expires_in=expires,
-                name=args.name,
-            )
+            try:
+                created = create_api_key(
+                    store,
+                    user_id=args.user,
+                    tenant=args.tenant,
+                    scopes=args.scopes or (),
+                    expires_in=expires,
+                    name=args.name,
+                )
+            except (ValueError, TypeError) as exc:  # the key store's own checks, one line
+                raise ConfigError(str(exc)) from None
             print(created.secret)
             print(
                 f"key id {created.key_id} for {args.user}; the key above is shown only once",
