@@ -164,6 +164,15 @@ def _thinking_budget(budget: Mapping[str, Any]) -> ThinkingBudget | None:
         raise _unprocessable("invalid_budget", "the budget is out of range") from None
 
 
+def _decimal(text: str) -> Decimal:
+    """A JSON fraction or exponent, exactly (an exponent beyond what a decimal can hold, such
+    as ``1e99999999999999999999``, is refused, not raised)."""
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise _unprocessable("invalid_json", f"the number {text[:40]} is out of range") from None
+
+
 def _refuse_constant(name: str) -> object:
     raise _unprocessable("invalid_json", f"{name} is not a JSON number")
 
@@ -194,7 +203,7 @@ def _too_deep() -> RunRequestError:
 def _load(body: bytes) -> Any:
     _check_depth(body)
     try:
-        return json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
+        return json.loads(body, parse_float=_decimal, parse_constant=_refuse_constant)
     except RecursionError:  # a backstop: _check_depth refuses such bodies first
         raise _too_deep() from None
     except (ValueError, UnicodeDecodeError):

@@ -91,6 +91,10 @@ HOSTILE = [
     (_budget("maxCost", '"1e999999999"'), "invalid_budget"),
     (_budget("maxCost", "1" + "0" * 4000), "invalid_budget"),
     (_budget("maxCost", "1e-999999999"), "invalid_budget"),
+    (_budget("maxCost", "1e99999999999999999999999"), "invalid_json"),  # beyond a Decimal
+    (_budget("maxSeconds", "1e-99999999999999999999999"), "invalid_json"),
+    (b'{"task": 1e99999999999999999999999}', "invalid_json"),
+    (_budget("maxCost", "1e" + "9" * 5000), "invalid_json"),
     (_budget("maxSteps", "1" + "0" * 400), "invalid_budget"),
     (_budget("maxTokens", "9" * 4000), "invalid_budget"),
     (_budget("maxSteps", "1" + "0" * 5000), "invalid_json"),  # above Python's digit limit
@@ -201,6 +205,7 @@ _json_numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.decimals(allow_nan=False, allow_infinity=False).map(str),
     st.sampled_from(["1e999999999", "-1e999999999", "1e-999999999", "NaN", "Infinity", "-0"]),
+    st.builds(lambda m, e: f"{m}e{e}", st.integers(-9, 9), st.integers(-(10**30), 10**30)),
     st.text(max_size=12).map(json.dumps),
     st.sampled_from(["true", "false", "null", "[]", "{}"]),
 ).map(str)
