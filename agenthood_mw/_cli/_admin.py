@@ -9,14 +9,16 @@ import json
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from agenthood_mw._cli._settings import AUDIENCE, ConfigError, Settings, load_settings
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
+
+_Store = TypeVar("_Store")
 
 __all__ = [
     "costs",
@@ -47,6 +49,15 @@ def _scope(args: argparse.Namespace) -> MemoryScope:
         return MemoryScope.operator(user=args.user, tenant=args.tenant)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--user/--tenant: {exc}") from None
+
+
+def _open(factory: Callable[[str], _Store], url: str) -> _Store:
+    """A store from its URL; a URL it refuses (a directory that does not exist, a bad
+    scheme) is one ``error:`` line, not a traceback."""
+    try:
+        return factory(url)
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_id(value: str | None, option: str) -> None:
@@ -256,7 +267,7 @@ async def _costs(args: argparse.Namespace, settings: Settings) -> str:
     from agenthood_mw.metering import ledger_from_url, trace_store_from_url
 
     since = parse_since(args.since)
-    ledger = ledger_from_url(args.ledger or settings.ledger_url)
+    ledger = _open(ledger_from_url, args.ledger or settings.ledger_url)
     try:
         if args.user is None:
             per: Literal["user", "agent"] = "agent" if args.agent else "user"
@@ -278,7 +289,7 @@ async def _costs(args: argparse.Namespace, settings: Settings) -> str:
             rows.append(["TOTAL", str(sum(s.calls for s in spends)), "", "", _money(total)])
             return _table([head, "calls", "input tokens", "output tokens", "cost"], rows)
         scope = _scope(args)
-        traces = trace_store_from_url(args.traces or args.ledger or settings.ledger_url)
+        traces = _open(trace_store_from_url, args.traces or args.ledger or settings.ledger_url)
         try:
             spent = await ledger.spend(scope, since=since)
             runs = await traces.list(scope, limit=1000)
@@ -324,7 +335,7 @@ def costs(args: argparse.Namespace) -> int:
 async def _trace(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
     from agenthood_mw.metering import trace_store_from_url
 
-    traces = trace_store_from_url(args.traces or settings.ledger_url)
+    traces = _open(trace_store_from_url, args.traces or settings.ledger_url)
     try:
         return await traces.get(_scope(args), args.run_id)
     finally:
@@ -346,17 +357,17 @@ async def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any
     from agenthood_mw.metering import ledger_from_url, trace_store_from_url
 
     scope = _scope(args)
-    backend = memory_from_url(args.memory or settings.memory_url)
+    backend = _open(memory_from_url, args.memory or settings.memory_url)
     try:
         memory = (await backend.export(scope)).to_dict()
     finally:
         await backend.close()
-    traces = trace_store_from_url(args.traces or args.ledger or settings.ledger_url)
+    traces = _open(trace_store_from_url, args.traces or args.ledger or settings.ledger_url)
     try:
         runs = await traces.list(scope, limit=1000)
     finally:
         await traces.close()
-    ledger = ledger_from_url(args.ledger or settings.ledger_url)
+    ledger = _open(ledger_from_url, args.ledger or settings.ledger_url)
     try:
         spent = await ledger.spend(scope)
     finally:
@@ -380,17 +391,17 @@ async def _erase(
     from agenthood_mw.metering import ledger_from_url, trace_store_from_url
 
     counts: dict[str, int] = {}
-    backend = memory_from_url(args.memory or settings.memory_url)
+    backend = _open(memory_from_url, args.memory or settings.memory_url)
     try:
         counts["memory items"] = await backend.erase(scope)
     finally:
         await backend.close()
-    traces = trace_store_from_url(args.traces or args.ledger or settings.ledger_url)
+    traces = _open(trace_store_from_url, args.traces or args.ledger or settings.ledger_url)
     try:
         counts["traces"] = await traces.erase(scope)
     finally:
         await traces.close()
-    ledger = ledger_from_url(args.ledger or settings.ledger_url)
+    ledger = _open(ledger_from_url, args.ledger or settings.ledger_url)
     try:
         counts["usage records"] = await ledger.erase(scope)
     finally:

@@ -311,3 +311,20 @@ def test_a_hostile_price_file_stops_serve_with_one_line(
     monkeypatch.setenv("AGENTHOOD_PRICES", str(path))
     result = run_cli(capsys, "serve", "--port", "0")
     assert_refused(result, "AGENTHOOD_PRICES: ", message)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["trace", "r1", "--user", "u1"],
+        ["costs"],
+        ["costs", "--user", "u1"],
+        ["export", "--user", "u1"],
+        ["erase", "--user", "u1", "--yes"],
+    ],
+)
+def test_a_missing_data_directory_is_one_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert not data_dir.exists()
+    assert_refused(run_cli(capsys, *argv), "does not exist")
