@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--factory", action="store_true", help="APP is a factory to call")
     serve.add_argument("--data-dir", default=None, help=_DATA_DIR_HELP)
     serve.add_argument(
+        "--health-cache",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="demo: seconds a GET /health result is reused, 0-300 (default 1, or "
+        "$AGENTHOOD_HEALTH_CACHE)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],

@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from agenthood_mw._cli._settings import AUDIENCE, ConfigError, Settings, load_settings
 from agenthood_mw._core.durations import parse_duration
-from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
 
-__all__ = ["costs", "erase", "export", "keys", "parse_since", "token", "trace"]
+_Store = TypeVar("_Store")
+
+__all__ = [
+    "costs",
+    "erase",
+    "export",
+    "keys",
+    "parse_since",
+    "token",
+    "token_lifetime_cap",
+    "trace",
+]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(data_dir=getattr(args, "data_dir", None))
 
 
-def _duration(value: str, option: str) -> float:
+def _duration(value: str, option: str, *, maximum: float | None = None) -> float:
+    """A duration option (bounded: at most ``maximum``, never above 100 years)."""
     try:
-        return parse_duration(value, option=option)
+        return parse_duration(value, option=option, maximum=maximum)
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
 
@@ -36,6 +49,62 @@ def _scope(args: argparse.Namespace) -> MemoryScope:
         return MemoryScope.operator(user=args.user, tenant=args.tenant)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--user/--tenant: {exc}") from None
+
+
+def _open(factory: Callable[[str], _Store], url: str) -> _Store:
+    """A store from its URL; a URL it refuses (a directory that does not exist, a bad
+    scheme) is one ``error:`` line, not a traceback."""
+    try:
+        return factory(url)
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_id(value: str | None, option: str) -> None:
+    """The server's subject rule for ids (``docs/auth.md``): not blank, no leading or trailing
+    whitespace, no whitespace inside but the plain space."""
+    if value is None:
+        return
+    if not value.strip() or value != value.strip():
+        raise ConfigError(
+            f"{option}: {value[:40]!r} is blank or has leading/trailing whitespace; the server "
+            "refuses such ids"
+        )
+    if any(ch.isspace() and ch != " " for ch in value):
+        raise ConfigError(
+            f"{option}: {value[:40]!r} holds whitespace other than the plain space; the server "
+            "refuses such ids"
+        )
+
+
+def _credential_scope(args: argparse.Namespace) -> MemoryScope:
+    """The scope of a token or key about to be issued: refused here when the server would
+    always refuse the credential (blank or padded ids, the reserved anonymous tenant)."""
+    _check_id(args.user, "--user")
+    _check_id(args.tenant, "--tenant")
+    if args.tenant == ANONYMOUS_TENANT:
+        raise ConfigError(
+            f"--tenant: {ANONYMOUS_TENANT!r} is reserved for unauthenticated requests; no "
+            "token or key can claim it"
+        )
+    return _scope(args)
+
+
+#: Longest ``keys create --expires-in``: ten years, the API-key lifetime the key store accepts.
+KEY_LIFETIME_CAP = 3650 * 86400.0
+
+
+def token_lifetime_cap() -> float:
+    """The longest token lifetime the demo's ``AuthMiddleware`` accepts: its
+    ``max_token_lifetime`` default, which the demo does not change (1 day; read from the
+    signature so the two cannot drift, the documented day if it cannot be read)."""
+    from agenthood_mw.auth import AuthMiddleware
+
+    try:
+        default = inspect.signature(AuthMiddleware).parameters["max_token_lifetime"].default
+        return parse_duration(default, option="max_token_lifetime")
+    except (KeyError, TypeError, ValueError):
+        return 86400.0
 
 
 def parse_since(value: str | None, *, now: float | None = None) -> float | None:
@@ -91,8 +160,12 @@ def token(args: argparse.Namespace) -> int:
     from agenthood_mw.auth import mint_token
 
     settings = _settings(args)
-    ttl = _duration(args.ttl, "--ttl")
-    _scope(args)  # same validation as the server applies
+    ttl = _duration(args.ttl, "--ttl", maximum=token_lifetime_cap())
+    if ttl < 1:
+        raise ConfigError(
+            f"--ttl: must be at least 1s (tokens count whole seconds), got {args.ttl!r}"
+        )
+    _credential_scope(args)  # what the server would refuse is refused here
     secret = settings.jwt_secret(create=False)
     print(
         mint_token(
@@ -115,9 +188,14 @@ def _key_store(settings: Settings) -> Any:
 
 
 def _when(ts: float | None) -> str:
+    """A stored time as ``YYYY-MM-DD HH:MM`` UTC; one no calendar date can show (a key created
+    with an absurd expiry by an older version) is rendered, never raised."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError, TypeError):
+        return "after 9999" if isinstance(ts, int | float) and ts > 0 else "unrepresentable"
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -127,18 +205,23 @@ def keys(args: argparse.Namespace) -> int:
     store = _key_store(_settings(args))
     try:
         if args.keys_command == "create":
-            _scope(args)
+            _credential_scope(args)
             expires = (
-                None if args.expires_in is None else _duration(args.expires_in, "--expires-in")
+                None
+                if args.expires_in is None
+                else _duration(args.expires_in, "--expires-in", maximum=KEY_LIFETIME_CAP)
             )
-            created = create_api_key(
-                store,
-                user_id=args.user,
-                tenant=args.tenant,
-                scopes=args.scopes or (),
-                expires_in=expires,
-                name=args.name,
-            )
+            try:
+                created = create_api_key(
+                    store,
+                    user_id=args.user,
+                    tenant=args.tenant,
+                    scopes=args.scopes or (),
+                    expires_in=expires,
+                    name=args.name,
+                )
+            except (ValueError, TypeError) as exc:  # the key store's own checks, one line
+                raise ConfigError(str(exc)) from None
             print(created.secret)
             print(
                 f"key id {created.key_id} for {args.user}; the key above is shown only once",
@@ -184,7 +267,7 @@ async def _costs(args: argparse.Namespace, settings: Settings) -> str:
     from agenthood_mw.metering import ledger_from_url, trace_store_from_url
 
     since = parse_since(args.since)
-    ledger = ledger_from_url(args.ledger or settings.ledger_url)
+    ledger = _open(ledger_from_url, args.ledger or settings.ledger_url)
     try:
         if args.user is None:
             per: Literal["user", "agent"] = "agent" if args.agent else "user"
@@ -206,7 +289,7 @@ async def _costs(args: argparse.Namespace, settings: Settings) -> str:
             rows.append(["TOTAL", str(sum(s.calls for s in spends)), "", "", _money(total)])
             return _table([head, "calls", "input tokens", "output tokens", "cost"], rows)
         scope = _scope(args)
-        traces = trace_store_from_url(args.traces or args.ledger or settings.ledger_url)
+        traces = _open(trace_store_from_url, args.traces or args.ledger or settings.ledger_url)
         try:
             spent = await ledger.spend(scope, since=since)
             runs = await traces.list(scope, limit=1000)
@@ -252,7 +335,7 @@ def costs(args: argparse.Namespace) -> int:
 async def _trace(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
     from agenthood_mw.metering import trace_store_from_url
 
-    traces = trace_store_from_url(args.traces or settings.ledger_url)
+    traces = _open(trace_store_from_url, args.traces or settings.ledger_url)
     try:
         return await traces.get(_scope(args), args.run_id)
     finally:
@@ -274,17 +357,17 @@ async def _export(args: argparse.Namespace, settings: Settings) -> dict[str, Any
     from agenthood_mw.metering import ledger_from_url, trace_store_from_url
 
     scope = _scope(args)
-    backend = memory_from_url(args.memory or settings.memory_url)
+    backend = _open(memory_from_url, args.memory or settings.memory_url)
     try:
         memory = (await backend.export(scope)).to_dict()
     finally:
         await backend.close()
-    traces = trace_store_from_url(args.traces or args.ledger or settings.ledger_url)
+    traces = _open(trace_store_from_url, args.traces or args.ledger or settings.ledger_url)
     try:
         runs = await traces.list(scope, limit=1000)
     finally:
         await traces.close()
-    ledger = ledger_from_url(args.ledger or settings.ledger_url)
+    ledger = _open(ledger_from_url, args.ledger or settings.ledger_url)
     try:
         spent = await ledger.spend(scope)
     finally:
@@ -308,17 +391,17 @@ async def _erase(
     from agenthood_mw.metering import ledger_from_url, trace_store_from_url
 
     counts: dict[str, int] = {}
-    backend = memory_from_url(args.memory or settings.memory_url)
+    backend = _open(memory_from_url, args.memory or settings.memory_url)
     try:
         counts["memory items"] = await backend.erase(scope)
     finally:
         await backend.close()
-    traces = trace_store_from_url(args.traces or args.ledger or settings.ledger_url)
+    traces = _open(trace_store_from_url, args.traces or args.ledger or settings.ledger_url)
     try:
         counts["traces"] = await traces.erase(scope)
     finally:
         await traces.close()
-    ledger = ledger_from_url(args.ledger or settings.ledger_url)
+    ledger = _open(ledger_from_url, args.ledger or settings.ledger_url)
     try:
         counts["usage records"] = await ledger.erase(scope)
     finally:

@@ -43,24 +43,77 @@ RATE_WINDOW, RATE_MAX, RATE_BURST = "1m", 20, 5
 PUBLIC_PATHS = ("/health", "/openapi.json")
 
 
+#: Largest magnitude of any number in a price file (prices, token limits): far above any real
+#: entry, far below what would overflow a cost computed from it.
+MAX_PRICE_FILE_NUMBER = Decimal(10) ** 15
+
+
+def _bounded(text: str) -> Decimal:
+    value = Decimal(text)
+    if not value.is_finite() or not -MAX_PRICE_FILE_NUMBER <= value <= MAX_PRICE_FILE_NUMBER:
+        raise _OutOfRange(text)
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:  # checked before int(): 4 300+ digits would raise
+        raise _OutOfRange(text)
+    return int(_bounded(text))
+
+
+class _OutOfRange(ValueError):
+    """A number of a price file above :data:`MAX_PRICE_FILE_NUMBER`."""
+
+
+def _load_price_json(path: Path) -> Any:
+    """The file's JSON: money never goes through a float, every number is bounded."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh, parse_float=_bounded, parse_int=_bounded_int)
+
+
 def _read_price_file(path: Path) -> dict[str, Any]:
+    where = f"AGENTHOOD_PRICES: {path}"
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh, parse_float=Decimal)  # money never goes through a float
+        data = _load_price_json(path)
     except FileNotFoundError:
         raise ConfigError(f"AGENTHOOD_PRICES: no such file: {path}") from None
     except OSError as exc:
         raise ConfigError(f"AGENTHOOD_PRICES: cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"AGENTHOOD_PRICES: {path} is not UTF-8 text") from None
+        raise ConfigError(f"{where} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"AGENTHOOD_PRICES: {path} is not valid JSON: {exc.msg} "
-            f"(line {exc.lineno}, column {exc.colno})"
+            f"{where} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except _OutOfRange as exc:
+        raise ConfigError(
+            f"{where} holds the number {str(exc)[:40]}, above {MAX_PRICE_FILE_NUMBER:,f}"
+        ) from None
+    except (ValueError, RecursionError, ArithmeticError):  # 4 300+ digits, deep nesting
+        raise ConfigError(f"{where} is not a usable JSON price file") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"AGENTHOOD_PRICES: {path} must hold a JSON object of model entries")
+        raise ConfigError(f"{where} must hold a JSON object of model entries")
+    _check_price_strings(data, where)
     return data
+
+
+def _check_price_strings(data: dict[str, Any], where: str) -> None:
+    """Prices written as decimal strings (``"0.15"``) are bounded like numbers."""
+    for model, entry in data.items():
+        if not isinstance(entry, dict):
+            continue
+        for key, value in entry.items():
+            if not isinstance(value, str):
+                continue
+            try:
+                _bounded(value.strip())
+            except _OutOfRange:
+                raise ConfigError(
+                    f"{where}: {str(model)[:40]}.{str(key)[:40]} is {value[:40]!r}, above "
+                    f"{MAX_PRICE_FILE_NUMBER:,f}"
+                ) from None
+            except ArithmeticError:  # not a number: PriceTable names it
+                continue
 
 
 def demo_prices(settings: Settings) -> PriceTable:
@@ -129,6 +182,7 @@ def build_demo_app(settings: Settings) -> AgenthoodAPI:
         ledger=settings.ledger_url,
         traces=settings.ledger_url,
         thinking_budget=ThinkingBudget(max_steps=20, max_tokens=50_000, max_seconds=120),
+        health_cache=settings.health_cache,
     )
     api.add_middleware(
         RateLimitMiddleware,

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Final
 
-from agenthood_mw._cli._settings import ConfigError, load_settings
+from agenthood_mw._cli._settings import ConfigError, load_settings, loose_permissions
 
-__all__ = ["memory_rate_limits", "serve"]
+__all__ = ["MAX_WORKERS", "memory_rate_limits", "serve", "warn_loose_permissions"]
 
 _DEMO_FACTORY = "agenthood_mw._cli._demo:create_app"
+#: Most worker processes ``--workers`` accepts.
+MAX_WORKERS: Final = 512
+
+logger = logging.getLogger("agenthood_mw.cli")
 
 
 def _uvicorn() -> Any:
@@ -97,13 +102,42 @@ def _banner(settings: Any, host: str, port: int, generated: bool, workers: int) 
     print("\n".join(lines), flush=True)
 
 
+def warn_loose_permissions(settings: Any) -> None:
+    """One warning line when the data directory or the JWT secret file is open to other users
+    (their memory, usage and keys, or the secret that signs every token)."""
+    found = loose_permissions(settings)
+    if not found:
+        return
+    listed = " and ".join(f"{path} (mode {mode:04o})" for path, mode in found)
+    logger.warning(
+        "agenthood serve: %s readable or writable by other users: run chmod 700 on the data "
+        "directory and chmod 600 on the secret file",
+        listed + (" is" if len(found) == 1 else " are"),
+    )
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be 1..{MAX_WORKERS}, got {args.workers}")
+    health_cache = getattr(args, "health_cache", None)
+    if health_cache is None:
+        return
+    if args.app is not None:
+        raise ConfigError(
+            "--health-cache applies to the demo service; for your app pass "
+            "AgenthoodAPI(health_cache=...)"
+        )
+    if not 0 <= health_cache <= 300:  # NaN fails too
+        raise ConfigError(f"--health-cache must be 0..300 seconds, got {health_cache}")
+    os.environ["AGENTHOOD_HEALTH_CACHE"] = repr(health_cache)  # every worker reads it
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run uvicorn; configuration problems raise :class:`ConfigError` (one line)."""
     uvicorn = _uvicorn()
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port must be 0..65535, got {args.port}")
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    _check_options(args)
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -122,6 +156,7 @@ def serve(args: argparse.Namespace) -> int:
                 "AGENTHOOD_RATE_LIMIT_STORAGE=redis://127.0.0.1:6379/0 or use --workers 1"
             )
         generated = not settings.secret_from_env and not settings.secret_path.exists()
+        warn_loose_permissions(settings)
         from agenthood_mw._cli._demo import build_demo_app
 
         try:

@@ -15,19 +15,22 @@ configuration) with embedded defaults under one data directory (``./.agenthood``
                                 ``model_prices_and_context_window.json`` layout, or
                                 ``{"model": {"input": "0.15", "output": "0.60"}}`` in dollars
                                 per million tokens); without it the remote model costs $0
+``AGENTHOOD_HEALTH_CACHE``      seconds a ``GET /health`` result is reused (default 1; 0-300)
 =============================== ===========================================================
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MIN_SECRET_BYTES", "ConfigError", "Settings", "load_settings"]
+__all__ = ["MIN_SECRET_BYTES", "ConfigError", "Settings", "load_settings", "loose_permissions"]
 
 MIN_SECRET_BYTES: Final = 32
 AUDIENCE: Final = "agenthood-api"
@@ -49,6 +52,7 @@ class Settings:
     provider_api_key: str | None
     secret_from_env: bool
     prices_path: Path | None = None
+    health_cache: float = 1.0
 
     @property
     def secret_path(self) -> Path:
@@ -101,6 +105,36 @@ def _sqlite_url(path: Path) -> str:
     return "sqlite:///" + str(path)  # absolute path -> sqlite:////abs/path
 
 
+def _health_cache(text: str | None) -> float:
+    """``AGENTHOOD_HEALTH_CACHE`` (seconds; the API checks the range)."""
+    if text is None or not text.strip():
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"AGENTHOOD_HEALTH_CACHE: {text[:40]!r} is not a number of seconds")
+    return value
+
+
+def loose_permissions(settings: Settings) -> list[tuple[Path, int]]:
+    """The data directory and the JWT secret file when other users may read or write them
+    (any group or world permission bit), with their modes."""
+    paths = [settings.data_dir]
+    if not settings.secret_from_env:
+        paths.append(settings.secret_path)
+    found = []
+    for path in paths:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:  # not there (yet): created private
+            continue
+        if mode & 0o077:
+            found.append((path, mode))
+    return found
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, data_dir: str | None = None) -> Settings:
     """Settings from ``env`` (default ``os.environ``); ``data_dir`` overrides the variable."""
     env = os.environ if env is None else env
@@ -112,6 +146,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, data_dir: str | None 
     if provider_url and not provider_model:
         raise ConfigError("AGENTHOOD_PROVIDER_URL is set but AGENTHOOD_PROVIDER_MODEL is not")
     return Settings(
+        health_cache=_health_cache(env.get("AGENTHOOD_HEALTH_CACHE")),
         data_dir=directory,
         memory_url=env.get("AGENTHOOD_MEMORY_URL") or _sqlite_url(directory / "memory.db"),
         ledger_url=env.get("AGENTHOOD_LEDGER_URL") or _sqlite_url(directory / "costs.db"),

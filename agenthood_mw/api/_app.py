@@ -23,11 +23,13 @@ from agenthood_mw._identity import Identity
 from agenthood_mw.api._agent import Agent
 from agenthood_mw.api._config import (
     check_agents,
+    check_health_cache,
     check_meter_options,
     check_positive,
     check_prices,
     memory_backend,
 )
+from agenthood_mw.api._health import HealthCache, health_body
 from agenthood_mw.api._http import (
     RawASGI,
     consumed_receive,
@@ -112,6 +114,9 @@ class AgenthoodAPI(Starlette):
             calls, memory writes and usage. A run answers within ``run_timeout + stop_grace``.
         meter_options: extra keywords for the built-in ``CostMeterMiddleware`` (``budgets=``,
             ``on_alert=``, ``tokens_per_minute=``, ``trace_retention=`` ...).
+        health_cache: seconds a ``GET /health`` result is reused (0 to 300; 0: every probe
+            checks, concurrent probes still share one check). ``GET /health`` is
+            unauthenticated: the cache bounds the store reads any number of probes cause.
         middleware, routes, debug, title: as for Starlette / the OpenAPI title.
     """
 
@@ -131,6 +136,7 @@ class AgenthoodAPI(Starlette):
         run_timeout: float | None = 300.0,
         stop_grace: float = 5.0,
         meter_options: Mapping[str, Any] | None = None,
+        health_cache: float = 1.0,
         middleware: Sequence[Middleware] | None = None,
         routes: Sequence[BaseRoute] | None = None,
         debug: bool = False,
@@ -162,6 +168,7 @@ class AgenthoodAPI(Starlette):
         check_positive(stop_grace, "stop_grace", integer=False)
         if meter_options is not None and not isinstance(meter_options, Mapping):
             raise TypeError("meter_options: expected a mapping of CostMeterMiddleware keywords")
+        health_ttl = check_health_cache(health_cache)
         extra_meter = dict(meter_options or {})
         check_meter_options(extra_meter, inspect.signature(CostMeterMiddleware).parameters)
         self.provider = provider
@@ -171,6 +178,7 @@ class AgenthoodAPI(Starlette):
         self.max_task_chars = max_task_chars
         self.run_timeout = run_timeout
         self.stop_grace = float(stop_grace)
+        self._health_cache = HealthCache(self._check_stores, ttl=health_ttl)
         # the stores last: nothing is opened when an option above is wrong
         self.memory_backend = memory_backend({} if memory is None else memory)
         self.ledger = ledger_from_url(ledger) if isinstance(ledger, str) else ledger
@@ -307,8 +315,8 @@ class AgenthoodAPI(Starlette):
         agent, caller, run_request = agenthood_state(request.scope).pop(_RUN_KEY)
         meter = current_meter()
         meter.set_agent(agent.name)
-        if run_request.budget:
-            meter.thinking_budget = ThinkingBudget(**run_request.budget)
+        if run_request.thinking_budget is not None:
+            meter.thinking_budget = run_request.thinking_budget
         try:
             result = await run_agent(
                 agent=agent,
@@ -354,6 +362,14 @@ class AgenthoodAPI(Starlette):
 
     async def _health(self, request: Request) -> Response:
         del request
+        body, healthy = health_body(await self._health_cache.checks())
+        headers = {"cache-control": "no-store"}
+        if not healthy:  # RFC 9110 10.2.3: when a new check may answer otherwise
+            headers["retry-after"] = str(self._health_cache.retry_after())
+        return json_response(body, status=200 if healthy else 503, headers=headers)
+
+    async def _check_stores(self) -> dict[str, str]:
+        """One read from each store (the memory backend, the ledger, the trace store)."""
         checks: dict[str, str] = {}
         try:
             await self.memory_backend.get(_HEALTH_SCOPE, "facts", "ping")
@@ -373,12 +389,7 @@ class AgenthoodAPI(Starlette):
         except Exception:
             logger.exception("health check: trace store")
             checks["traces"] = "unavailable"
-        healthy = all(v == "ok" for v in checks.values())
-        return json_response(
-            {"status": "ok" if healthy else "unavailable", "checks": checks},
-            status=200 if healthy else 503,
-            headers={"cache-control": "no-store"},
-        )
+        return checks
 
     async def _openapi_json(self, request: Request) -> Response:
         del request

@@ -13,7 +13,9 @@ from agenthood_mw.memory import MemoryBackend, memory_from_url
 from agenthood_mw.metering import PriceTable, ThinkingBudget, UnknownModelError
 
 __all__ = [
+    "MAX_HEALTH_CACHE",
     "check_agents",
+    "check_health_cache",
     "check_meter_options",
     "check_positive",
     "check_prices",
@@ -110,6 +112,22 @@ def check_positive(value: object, option: str, *, integer: bool) -> None:
         raise TypeError(f"{option}: expected a positive int")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{option}: must be positive")
+
+
+#: Longest ``health_cache`` accepted (seconds): a probe must still notice a store going down.
+MAX_HEALTH_CACHE: Final = 300
+
+
+def check_health_cache(value: object) -> float:
+    """``health_cache``: seconds (0 to :data:`MAX_HEALTH_CACHE`) a health result is reused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("health_cache: expected a number of seconds (0 turns the cache off)")
+    if isinstance(value, int) and not 0 <= value <= MAX_HEALTH_CACHE:  # no float(10**400)
+        raise ValueError(f"health_cache: must be between 0 and {MAX_HEALTH_CACHE} seconds")
+    seconds = float(value)
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_HEALTH_CACHE:
+        raise ValueError(f"health_cache: must be between 0 and {MAX_HEALTH_CACHE} seconds")
+    return seconds
 
 
 def check_prices(provider: LLMProvider, prices: PriceTable) -> None:

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from agenthood_mw._core.failover import FailureKind
 from agenthood_mw.api._offline import estimate_prompt_tokens, estimate_tokens
@@ -46,8 +46,17 @@ def _import_httpx() -> Any:
     return httpx
 
 
+#: Most tokens one response may report; above it the usage report is malformed (a huge integer
+#: would overflow the ledger's 64-bit columns later).
+MAX_REPORTED_TOKENS: Final = 10**12
+
+
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return 0
+    if value > MAX_REPORTED_TOKENS:
+        raise ValueError(f"a token count above {MAX_REPORTED_TOKENS}")
+    return value
 
 
 def _usage(data: Mapping[str, Any]) -> Usage:
@@ -186,12 +195,13 @@ class OpenAICompatibleProvider:
             text = choice["message"]["content"] or ""
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            usage = _usage(data)
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
             raise self._error(FailureKind.PROTOCOL, "malformed chat-completions response") from exc
         answered_model = data.get("model")
         completion = Completion(
             text=text,
-            usage=_usage(data),
+            usage=usage,
             model=answered_model if isinstance(answered_model, str) else payload["model"],
             provider=self.name,
             finish_reason=choice.get("finish_reason"),
@@ -244,14 +254,14 @@ class OpenAICompatibleProvider:
                         break
                     try:
                         event = json.loads(data)
-                    except ValueError as exc:
+                        if isinstance(event, dict) and isinstance(event.get("usage"), Mapping):
+                            usage = _usage(event)
+                    except (ValueError, RecursionError) as exc:
                         raise self._error(FailureKind.PROTOCOL, "malformed stream event") from exc
                     if not isinstance(event, dict):
                         raise self._error(FailureKind.PROTOCOL, "malformed stream event")
                     if isinstance(event.get("model"), str):
                         answered_model = event["model"]
-                    if isinstance(event.get("usage"), Mapping):
-                        usage = _usage(event)
                     for choice in event.get("choices") or ():
                         delta = (choice.get("delta") or {}).get("content")
                         if isinstance(delta, str) and delta:

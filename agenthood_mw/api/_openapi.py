@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agenthood_mw._version import __version__
+from agenthood_mw.api._request import BUDGET_RANGES, MAX_JSON_DEPTH
 
 __all__ = ["openapi_document"]
 
@@ -14,6 +15,13 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _range(kind: str, field: str) -> dict[str, Any]:
+    low, high = BUDGET_RANGES[field]
+    if kind == "number":  # JSON numbers (the decimal bounds print exactly as these floats)
+        return {"type": kind, "minimum": float(low), "maximum": float(high)}
+    return {"type": kind, "minimum": int(low), "maximum": int(high)}
 
 
 def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any]:
@@ -52,16 +60,22 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                     "required": ["task"],
                     "additionalProperties": False,
                     "properties": {
-                        "task": {"type": "string", "minLength": 1},
+                        "task": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "No control characters other than tab, line feed "
+                            "and carriage return; the body nests at most "
+                            f"{MAX_JSON_DEPTH} levels.",
+                        },
                         "budget": {
                             "type": "object",
                             "additionalProperties": False,
                             "description": "Limits that can only lower the agent's own.",
                             "properties": {
-                                "maxSteps": {"type": "integer", "minimum": 1},
-                                "maxTokens": {"type": "integer", "minimum": 1},
-                                "maxCost": {"type": "number", "exclusiveMinimum": 0},
-                                "maxSeconds": {"type": "number", "exclusiveMinimum": 0},
+                                "maxSteps": _range("integer", "maxSteps"),
+                                "maxTokens": _range("integer", "maxTokens"),
+                                "maxCost": _range("number", "maxCost"),
+                                "maxSeconds": _range("number", "maxSeconds"),
                             },
                         },
                     },
@@ -171,7 +185,15 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                     "security": [],
                     "responses": {
                         "200": {"description": "Every store answered."},
-                        "503": {"description": "A store did not answer."},
+                        "503": {
+                            "description": "A store did not answer.",
+                            "headers": {
+                                "Retry-After": {
+                                    "description": "Seconds until a new check can answer.",
+                                    "schema": {"type": "integer", "minimum": 1},
+                                }
+                            },
+                        },
                     },
                 }
             },

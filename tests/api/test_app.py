@@ -524,7 +524,7 @@ async def test_provider_failures_map_to_clear_errors(
 
 async def test_health_checks_the_stores() -> None:
     backend = InMemoryBackend()
-    api = make_api(memory=backend)
+    api = make_api(memory=backend, health_cache=0)
     async with client(api) as c:
         ok = await c.get("/health")
         await backend.close()

@@ -17,11 +17,16 @@ _RECALL = re.compile(
 _FORGET = re.compile(r"^\s*forget\s+(?P<key>.+?)\s*$", re.I | re.S)
 _LIST = re.compile(r"^\s*(?:list|list\s+notes|what\s+do\s+you\s+know)\??\s*$", re.I)
 _MAX_KEY = 100
+_MAX_SEARCH_TERMS = 8
+#: What a memory key may not hold (control characters, line/paragraph separators, surrogates):
+#: read as a space, so any task the API accepts makes a valid key.
+_NOT_IN_KEYS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _key(text: str) -> str:
+    text = _NOT_IN_KEYS.sub(" ", text)
     key = " ".join(text.lower().split()).strip(" .:;,!?")
-    return key[:_MAX_KEY] or "note"
+    return key[:_MAX_KEY].strip() or "note"
 
 
 def _split_fact(rest: str) -> tuple[str, str]:
@@ -78,12 +83,26 @@ class ScribeAgent:
             query = _key(match["q"])
             ctx.step("recall", query=query)
             record = await facts.get(query)
-            found = [record] if record is not None else list(await facts.search(query, limit=5))
+            found = [record] if record is not None else await self._search(ctx, query)
             if not found:
                 return f"I have no notes about {query!r} for you."
             return "From your notes: " + "; ".join(
                 f"{r.key} = {_value_text(r.value)}" for r in found
             )
+        return await self._summarise(task, ctx)
+
+    @staticmethod
+    async def _search(ctx: RunContext, query: str) -> list[Any]:
+        """Notes holding the query's first words (a query the search refuses finds none)."""
+        words = " ".join(query.split()[:_MAX_SEARCH_TERMS])
+        try:
+            return list(await ctx.memory.facts.search(words, limit=5))
+        except ValueError:  # e.g. nothing left to search for once folded
+            return []
+
+    @staticmethod
+    async def _summarise(task: str, ctx: RunContext) -> str:
+        facts = ctx.memory.facts
         ctx.step("summarise")
         completion = await ctx.complete(
             [
