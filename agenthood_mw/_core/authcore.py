@@ -452,7 +452,8 @@ class TokenCache(Generic[V]):
         try:
             # Opportunistic cleanup: drop the oldest entry when it has expired.
             for oldest in cache:
-                if cache[oldest][1] <= now:
+                _value, oldest_expiry = cache[oldest]
+                if oldest_expiry <= now:
                     del cache[oldest]
                 break
             cache[key] = (value, expires_at)
