@@ -3,65 +3,47 @@
 What lives here: extracting one credential from the request headers (RFC 6750 rules), the
 RFC 6750 error responses (precomputed per realm), the :class:`Authenticator` protocol and the
 chain that picks the first authenticator recognising a credential, the subject and scope
-checks, the verified-token cache policy (bounded, an entry never outlives its token's ``exp``),
-and the one authenticate flow both shells drive (:func:`authenticate`).
-
-Nothing here performs I/O. The flow is a generator in the manner of httpx's
-``Auth.auth_flow``: it yields a :class:`Call` for every step that may block (a JWKS fetch, a
-key-store lookup, a custom authenticator, the failed-authentication counter) and receives its
-result; the WSGI shell runs each call inline (:func:`run_flow`), the ASGI shell awaits it or
-runs it in a worker thread.
+checks, and the verified-token cache policy (bounded, an entry never outlives its token's
+``exp``). The flow that strings them together is in :mod:`agenthood_mw._core.authflow`.
+Nothing here performs I/O; the shells feed header bytes in and send what is decided.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from cachetools import FIFOCache
 
-from agenthood_mw._core.paths import PathSet
-from agenthood_mw._core.ratelimit import ClientAddress
 from agenthood_mw._core.scope import MemoryScope, validate_scope_part
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 
 __all__ = [
+    "MAX_EPOCH",
     "AuthError",
-    "AuthRequest",
-    "AuthSettings",
     "AuthUnavailable",
     "Authenticator",
-    "Call",
     "Challenges",
     "Credential",
-    "FailureLimit",
-    "Flow",
     "InsufficientScope",
     "InvalidCredential",
     "MalformedRequest",
     "MissingCredential",
-    "Outcome",
     "TokenCache",
-    "authenticate",
     "cache_expiry",
     "check_identity",
     "check_scopes",
     "check_subject",
     "extract_credential",
-    "run_flow",
     "select_authenticator",
     "validate_scopes",
 ]
-
-logger = logging.getLogger("agenthood_mw.auth")
 
 #: RFC 6750 ``b64token``: the only characters a bearer token may contain.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -471,168 +453,3 @@ class TokenCache(Generic[V]):
             return sum(1 for _value, exp in cache.values() if exp > now)
         with self._lock:
             return sum(1 for _value, exp in cache.values() if exp > now)
-
-
-# --- the authenticate flow ------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One step of a flow that may block, run by the shell driving the flow.
-
-    Attributes:
-        run: the step as a plain call. The WSGI shell calls it inline; the ASGI shell calls it
-            inline too unless ``blocking`` is set (then in a worker thread).
-        blocking: ``run`` performs blocking I/O (a database, a socket).
-        run_async: an awaitable form the ASGI shell uses instead of ``run`` when given.
-    """
-
-    run: Callable[[], Any]
-    blocking: bool = False
-    run_async: Callable[[], Awaitable[Any]] | None = None
-
-
-#: A flow: yields :class:`Call` steps, is sent each step's result, returns its answer.
-Flow = Generator[Call, Any, T]
-
-
-def run_flow(flow: Flow[T]) -> T:
-    """Drive ``flow`` to its answer, running every step inline (WSGI, sync callers)."""
-    try:
-        step = next(flow)
-        while True:
-            try:
-                result = step.run()
-            except Exception as exc:  # handed to the flow, which decides what it means
-                step = flow.throw(exc)
-            else:
-                step = flow.send(result)
-    except StopIteration as stop:
-        answer: T = stop.value
-        return answer
-
-
-class FailureLimit(Protocol):
-    """The failed-authentication counter of a client address (storage I/O; see ``auth``)."""
-
-    blocking: bool
-
-    def hit(self, address: str) -> float | None:
-        """Count one failure; ``None`` within the limit, else seconds until it is lifted."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
-    """The validated options of one ``AuthMiddleware``, built once at construction and read
-    by both shells (see ``agenthood_mw.auth`` for how each option is checked)."""
-
-    chain: tuple[Authenticator, ...]
-    challenges: Challenges
-    required_scopes: frozenset[str]
-    optional: bool
-    exempt: PathSet
-    api_key_header: str | None
-    cache_size: int
-    max_token_bytes: int
-    failure_limit: FailureLimit | None
-    client_address: ClientAddress
-
-
-@dataclass(frozen=True, slots=True)
-class AuthRequest:
-    """What the flow reads of a request: credential header values and the client address.
-
-    Attributes:
-        authorization: every ``Authorization`` header value, in order.
-        api_keys: every value of the API-key header.
-        peer: the connection's peer address (``None`` when the server gives none).
-        forwarded_for: the ``X-Forwarded-For`` values (read only from trusted proxies).
-    """
-
-    authorization: Sequence[bytes]
-    api_keys: Sequence[bytes] = ()
-    peer: str | None = None
-    forwarded_for: Sequence[str] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The flow's answer: an identity (and how long its verification may be cached) or an
-    error response."""
-
-    identity: Identity | None = None
-    error: HTTPError | None = None
-    cache_until: float | None = None
-
-
-def authenticator_flow(authenticator: Authenticator, credential: Credential) -> Flow[object]:
-    """Run one authenticator: its own flow when it has one (the built-in strategies yield
-    their key fetch or store lookup), else one :class:`Call` of ``authenticate`` (awaited as
-    ``authenticate_async`` when present, in a worker thread when ``blocking``)."""
-    own = getattr(authenticator, "auth_flow", None)
-    if own is not None:
-        result: object = yield from own(credential)
-        return result
-    method = getattr(authenticator, "authenticate_async", None)
-    return (
-        yield Call(
-            partial(authenticator.authenticate, credential),
-            blocking=bool(getattr(authenticator, "blocking", False)),
-            run_async=None if method is None else partial(method, credential),
-        )
-    )
-
-
-def authenticate(settings: AuthSettings, request: AuthRequest) -> Flow[Outcome]:
-    """The one authentication flow: extract -> select -> invoke -> check -> scopes -> cache
-    decision -> error mapping, with failed attempts counted per client address."""
-    authenticator: Authenticator | None = None
-    try:
-        credential = extract_credential(
-            request.authorization,
-            request.api_keys,
-            api_key_source=settings.api_key_header or "",
-            max_length=settings.max_token_bytes,
-        )
-        if credential is None:
-            if settings.optional:
-                return Outcome(Identity.anonymous())
-            raise MissingCredential("no credential")
-        authenticator = select_authenticator(settings.chain, credential)
-        identity = check_identity((yield from authenticator_flow(authenticator, credential)))
-        check_scopes(identity, settings.required_scopes)
-    except AuthError as exc:
-        return Outcome(error=(yield from _refusal(settings, request, exc)))
-    except Exception as exc:
-        # A broken custom authenticator or store: logged, never shown to the client.
-        # Only the type at ERROR: an exception text may quote the credential.
-        name = getattr(authenticator, "name", "?")
-        logger.error("authenticator %r failed: %s", name, type(exc).__name__)
-        logger.debug("authenticator %r traceback", name, exc_info=exc)
-        return Outcome(error=settings.challenges.unavailable)
-    cache_until = None
-    if credential.source == "authorization" and getattr(authenticator, "cacheable", False):
-        cache_until = cache_expiry(identity)
-    return Outcome(identity, cache_until=cache_until)
-
-
-def _refusal(settings: AuthSettings, request: AuthRequest, error: AuthError) -> Flow[HTTPError]:
-    """The response for ``error``; an invalid credential also counts against the client
-    address, and answers 429 once the address is over its failed-authentication limit."""
-    response = settings.challenges.for_error(error, settings.required_scopes)
-    limit = settings.failure_limit
-    if limit is None or not isinstance(error, InvalidCredential):
-        return response
-    address = settings.client_address.resolve(request.peer, request.forwarded_for)
-    try:
-        retry_after = yield Call(partial(limit.hit, address), blocking=limit.blocking)
-    except Exception as exc:
-        # The counter's storage is down: the failure is answered as if no limit were set.
-        logger.warning("failed-authentication counter unavailable: %s", type(exc).__name__)
-        return response
-    if retry_after is None:
-        return response
-    return settings.challenges.too_many_failures(retry_after)

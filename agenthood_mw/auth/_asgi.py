@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthood_mw._asgi import route_path, send_error
 from agenthood_mw._context import reset_identity, set_identity
-from agenthood_mw._core.authcore import AuthRequest, Flow, Outcome, TokenCache, authenticate
+from agenthood_mw._core.authcore import TokenCache
+from agenthood_mw._core.authflow import AuthRequest, Flow, Outcome, authenticate
 from agenthood_mw._identity import Identity
 from agenthood_mw.auth._shell import AuthShell
 

@@ -1,7 +1,7 @@
 """Construction-time validation of the ``AuthMiddleware`` keywords (shared by both shells).
 
 Every option is checked here once, with an error naming it, into one frozen
-:class:`~agenthood_mw._core.authcore.AuthSettings`; the shells keep it and never look at the
+:class:`~agenthood_mw._core.authflow.AuthSettings`; the shells keep it and never look at the
 raw options again. The keyword list itself is written once, in ``AuthShell.__init__``.
 """
 
@@ -10,12 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agenthood_mw._core.authcore import (
-    Authenticator,
-    AuthSettings,
-    Challenges,
-    validate_scopes,
-)
+from agenthood_mw._core.authcore import Authenticator, Challenges, validate_scopes
+from agenthood_mw._core.authflow import AuthSettings
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.jwt import (
     MAX_LEEWAY,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
-from agenthood_mw._core.authcore import Authenticator, AuthSettings
+from agenthood_mw._core.authcore import Authenticator
+from agenthood_mw._core.authflow import AuthSettings
 from agenthood_mw.auth._config import build_settings
 
 __all__ = ["AuthShell"]

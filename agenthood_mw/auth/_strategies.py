@@ -7,7 +7,8 @@ from functools import partial
 from typing import Any
 
 from agenthood_mw._core.apikeys import APIKeyRecord, check_record, looks_like_api_key, parse_key
-from agenthood_mw._core.authcore import Call, Credential, Flow, run_flow
+from agenthood_mw._core.authcore import Credential
+from agenthood_mw._core.authflow import Call, Flow, run_flow
 from agenthood_mw._core.jwt import JWTSettings
 from agenthood_mw._identity import Identity
 from agenthood_mw.auth._jwks import JWKSFetcher

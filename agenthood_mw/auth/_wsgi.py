@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agenthood_mw._context import identity_var, reset_identity, set_identity
-from agenthood_mw._core.authcore import AuthRequest, TokenCache, authenticate, run_flow
+from agenthood_mw._core.authcore import TokenCache
+from agenthood_mw._core.authflow import AuthRequest, authenticate, run_flow
 from agenthood_mw._identity import Identity
 from agenthood_mw._wsgi import STATE_KEY, BoundBody, WSGIApp, route_path, send_error
 from agenthood_mw.auth._shell import AuthShell

@@ -18,15 +18,8 @@ from hypothesis import strategies as st
 from test_failed_auth import BAD, _asgi, _good, _ok_app, _ok_wsgi, _wsgi
 
 from agenthood_mw import Identity
-from agenthood_mw._core.authcore import (
-    AuthRequest,
-    Call,
-    Credential,
-    Flow,
-    InvalidCredential,
-    authenticate,
-    run_flow,
-)
+from agenthood_mw._core.authcore import Credential, InvalidCredential
+from agenthood_mw._core.authflow import AuthRequest, Call, Flow, authenticate, run_flow
 from agenthood_mw.auth import AuthMiddleware
 from agenthood_mw.wsgi import AuthMiddleware as WSGIAuth
 
