@@ -15,6 +15,7 @@ worker thread. Both shells only feed the request's header bytes in and map the
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -44,6 +45,7 @@ __all__ = [
     "Call",
     "FailureLimit",
     "Flow",
+    "FlowAuthenticator",
     "Outcome",
     "authenticate",
     "authenticator_flow",
@@ -145,13 +147,37 @@ class Outcome:
     cache_until: float | None = None
 
 
+class FlowAuthenticator(ABC):
+    """An authenticator written as a flow: :meth:`auth_flow` yields its blocking steps.
+
+    The built-in strategies (``"jwt"``, ``"api_key"``) are written this way, so a JWKS fetch or
+    a key-store lookup runs inline under WSGI and in a worker thread under ASGI, while the rest
+    of the check stays on the caller's thread. ``authenticate`` (the :class:`Authenticator`
+    protocol's method) runs the flow inline.
+    """
+
+    name: str
+
+    @abstractmethod
+    def recognizes(self, credential: Credential) -> bool:
+        """Whether ``credential`` looks like one of this authenticator's."""
+
+    @abstractmethod
+    def auth_flow(self, credential: Credential) -> Flow[Identity]:
+        """Verify ``credential``, yielding a :class:`Call` for each step that may block."""
+
+    def authenticate(self, credential: Credential) -> Identity:
+        """Verify ``credential``, running every step inline."""
+        return run_flow(self.auth_flow(credential))
+
+
 def authenticator_flow(authenticator: Authenticator, credential: Credential) -> Flow[object]:
-    """Run one authenticator: its own flow when it has one (the built-in strategies yield
-    their key fetch or store lookup), else one :class:`Call` of ``authenticate`` (awaited as
-    ``authenticate_async`` when present, in a worker thread when ``blocking``)."""
-    own = getattr(authenticator, "auth_flow", None)
-    if own is not None:
-        result: object = yield from own(credential)
+    """Run one authenticator: its own flow when it is a :class:`FlowAuthenticator` (the
+    built-in strategies yield their key fetch or store lookup), else one :class:`Call` of
+    ``authenticate`` (awaited as ``authenticate_async`` when present, in a worker thread when
+    ``blocking``)."""
+    if isinstance(authenticator, FlowAuthenticator):
+        result: object = yield from authenticator.auth_flow(credential)
         return result
     method = getattr(authenticator, "authenticate_async", None)
     return (

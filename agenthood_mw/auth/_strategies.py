@@ -8,7 +8,7 @@ from typing import Any
 
 from agenthood_mw._core.apikeys import APIKeyRecord, check_record, looks_like_api_key, parse_key
 from agenthood_mw._core.authcore import Credential
-from agenthood_mw._core.authflow import Call, Flow, run_flow
+from agenthood_mw._core.authflow import Call, Flow, FlowAuthenticator
 from agenthood_mw._core.jwt import JWTSettings
 from agenthood_mw._identity import Identity
 from agenthood_mw.auth._jwks import JWKSFetcher
@@ -17,7 +17,7 @@ from agenthood_mw.auth._keystore import KeyStore
 __all__ = ["APIKeyAuthenticator", "JWTAuthenticator"]
 
 
-class JWTAuthenticator:
+class JWTAuthenticator(FlowAuthenticator):
     """Verifies JWS compact tokens from ``Authorization: Bearer`` with a fixed key or a JWKS."""
 
     name = "jwt"
@@ -46,11 +46,8 @@ class JWTAuthenticator:
             key = self._jwks.keys.key_for(kid, alg)
         return self.settings.verify(credential.token, key)
 
-    def authenticate(self, credential: Credential) -> Identity:
-        return run_flow(self.auth_flow(credential))
 
-
-class APIKeyAuthenticator:
+class APIKeyAuthenticator(FlowAuthenticator):
     """Checks ``ah_`` API keys (``Authorization: Bearer ah_...`` or the API-key header).
 
     Keys are looked up on every request (never cached), so a revocation is immediate.
@@ -74,6 +71,3 @@ class APIKeyAuthenticator:
             partial(self.store.get, key_id), blocking=self.blocking
         )
         return check_record(credential.token, record, time.time())
-
-    def authenticate(self, credential: Credential) -> Identity:
-        return run_flow(self.auth_flow(credential))

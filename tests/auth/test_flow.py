@@ -19,13 +19,20 @@ from test_failed_auth import BAD, _asgi, _good, _ok_app, _ok_wsgi, _wsgi
 
 from agenthood_mw import Identity
 from agenthood_mw._core.authcore import Credential, InvalidCredential
-from agenthood_mw._core.authflow import AuthRequest, Call, Flow, authenticate, run_flow
+from agenthood_mw._core.authflow import (
+    AuthRequest,
+    Call,
+    Flow,
+    FlowAuthenticator,
+    authenticate,
+    run_flow,
+)
 from agenthood_mw.auth import AuthMiddleware
 from agenthood_mw.wsgi import AuthMiddleware as WSGIAuth
 
 
-class _Recording:
-    """A custom authenticator with its own flow: one blocking step, then a check."""
+class _Recording(FlowAuthenticator):
+    """An authenticator written as a flow: one blocking step, then a check."""
 
     name = "recording"
 
@@ -44,9 +51,6 @@ class _Recording:
         if owner is None:
             raise InvalidCredential("unknown")
         return Identity(user_id=owner, method="recording")
-
-    def authenticate(self, credential: Credential) -> Identity:
-        return run_flow(self.auth_flow(credential))
 
 
 def test_wsgi_runs_blocking_steps_inline_and_asgi_in_a_worker_thread() -> None:
