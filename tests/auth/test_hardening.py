@@ -287,3 +287,18 @@ def test_the_jwt_core_refuses_a_bad_subject_before_building_an_identity() -> Non
         settings.identity({"sub": "alice ", "iat": now, "exp": now + 60})
     with pytest.raises(InvalidCredential):
         settings.identity({"sub": "alice", "iat": now, "exp": 10**400})
+
+
+@pytest.mark.parametrize("ttl", [10**400, float("inf"), float("nan"), -(10**400), "1h", True])
+def test_mint_token_refuses_a_ttl_naming_no_date(ttl: object) -> None:
+    from agenthood_mw.auth import mint_token
+
+    with pytest.raises(ValueError, match=r"^ttl: "):
+        mint_token(secret=SECRET, user_id="alice", ttl=ttl)  # type: ignore[arg-type]
+
+
+def test_mint_token_still_mints_expired_tokens_for_tests(make_client: MakeClient) -> None:
+    from agenthood_mw.auth import mint_token
+
+    expired = mint_token(secret=SECRET, user_id="alice", ttl=-60)
+    assert make_client().get("/me", expired).status == 401
