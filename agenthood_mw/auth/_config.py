@@ -109,7 +109,7 @@ def build_settings(options: Mapping[str, Any]) -> AuthSettings:
             "never has scopes); check scopes per route instead"
         )
     cache_size = _bounded_int(
-        options["cache_size"], "cache_size", 0, 10**9, ">= 0 (0 disables the cache)"
+        options["cache_size"], "cache_size", 0, 10**9, "between 0 and 10**9 (0 disables the cache)"
     )
     max_token_bytes = _bounded_int(
         options["max_token_bytes"], "max_token_bytes", 256, 1_000_000, "between 256 and 1000000"
