@@ -17,11 +17,11 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agenthood_mw._core.authcore import InvalidCredential, validate_scopes
-from agenthood_mw._core.scope import validate_scope_part
+from agenthood_mw._core.authcore import InvalidCredential, check_subject, validate_scopes
 from agenthood_mw._identity import Identity
 
 __all__ = [
+    "MAX_KEY_LIFETIME",
     "PREFIX",
     "APIKeyRecord",
     "check_record",
@@ -34,6 +34,8 @@ __all__ = [
 PREFIX = "ah_"
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SECRET_LEN = 43  # 43 base62 characters ~ 256 bits
+#: Longest ``expires_in`` of a new key: about ten years (``None`` means no expiry).
+MAX_KEY_LIFETIME = 3650 * 86400.0
 _FORMAT = re.compile(r"ah_([0-9a-f]{12})_([0-9A-Za-z]{43})([0-9A-Za-z]{6})")
 
 
@@ -117,11 +119,28 @@ class APIKeyRecord:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-def _scope_part(value: str, option: str) -> None:
+def _subject(value: object, option: str) -> None:
     try:
-        validate_scope_part(value, what=option)
+        check_subject(value, what=option)
     except ValueError as exc:
-        raise ValueError(f"{option}: {value[:40]!r} cannot name a memory scope: {exc}") from None
+        shown = value[:40] if isinstance(value, str) else value
+        raise ValueError(f"{option}: {shown!r} is not a valid id: {exc}") from None
+
+
+def check_lifetime(expires_in: object) -> float | None:
+    """A new key's ``expires_in`` in seconds: ``None``, or a positive, finite number of at
+    most :data:`MAX_KEY_LIFETIME` (``ValueError`` naming ``expires_in`` otherwise)."""
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        raise TypeError("expires_in: expected a number of seconds or None")
+    # Compared before any float conversion: 10**400 is refused, never an OverflowError.
+    if not 0 < expires_in <= MAX_KEY_LIFETIME:
+        raise ValueError(
+            f"expires_in: must be more than 0 and at most {MAX_KEY_LIFETIME:.0f} seconds "
+            "(3650 days); use None for a key that never expires"
+        )
+    return float(expires_in)
 
 
 def new_record(
@@ -131,18 +150,19 @@ def new_record(
     user_id: object,
     tenant: object,
     scopes: Iterable[str],
-    expires_in: float | None,
+    expires_in: object,
     name: object,
     now: float,
 ) -> APIKeyRecord:
     """Validate the creation arguments and build the record to store."""
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id: must be a non-empty string of at most 256 characters")
-    _scope_part(user_id, "user_id")
+    _subject(user_id, "user_id")
     if tenant is not None:
         if not isinstance(tenant, str) or not tenant:
             raise ValueError("tenant: must be None or a non-empty string")
-        _scope_part(tenant, "tenant")
+        _subject(tenant, "tenant")
+    lifetime = check_lifetime(expires_in)
     if not isinstance(name, str) or len(name) > 200:
         raise ValueError("name: must be a string of at most 200 characters")
     return APIKeyRecord(
@@ -152,7 +172,7 @@ def new_record(
         scopes=validate_scopes(scopes, option="scopes"),
         name=name,
         created_at=now,
-        expires_at=None if expires_in is None else now + expires_in,
+        expires_at=None if lifetime is None else now + lifetime,
         secret_hash=hash_key(token),
     )
 

@@ -2,13 +2,15 @@
 
 What lives here: extracting one credential from the request headers (RFC 6750 rules), the
 RFC 6750 error responses (precomputed per realm), the :class:`Authenticator` protocol and the
-chain that picks the first authenticator recognising a credential, the scope check, and the
-verified-token cache policy (bounded, an entry never outlives its token's ``exp``).
+chain that picks the first authenticator recognising a credential, the subject and scope
+checks, and the verified-token cache policy (bounded, an entry never outlives its token's
+``exp``). The flow that strings them together is in :mod:`agenthood_mw._core.authflow`.
 Nothing here performs I/O; the shells feed header bytes in and send what is decided.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -18,11 +20,12 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from cachetools import FIFOCache
 
-from agenthood_mw._core.scope import MemoryScope
+from agenthood_mw._core.scope import MemoryScope, validate_scope_part
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 
 __all__ = [
+    "MAX_EPOCH",
     "AuthError",
     "AuthUnavailable",
     "Authenticator",
@@ -36,6 +39,7 @@ __all__ = [
     "cache_expiry",
     "check_identity",
     "check_scopes",
+    "check_subject",
     "extract_credential",
     "select_authenticator",
     "validate_scopes",
@@ -191,10 +195,35 @@ def select_authenticator(chain: Sequence[Authenticator], credential: Credential)
     raise InvalidCredential("no authenticator recognises the credential")
 
 
+def check_subject(value: object, *, what: str) -> str:
+    """Check a user or tenant id and return it unchanged (``ValueError`` naming ``what``).
+
+    The subject rule (``docs/auth.md``), the same for JWT ``sub``/user/tenant claims, API-key
+    users and tenants (at creation and on every request) and custom authenticators: a
+    non-empty string, not blank, without leading or trailing whitespace, whose only
+    whitespace is the plain space (no tab, no-break or ideographic space ...), that can name
+    a ``MemoryScope`` (NFC, no control, format, surrogate, private-use or unassigned code
+    points, at most 256 characters). Nothing is trimmed or normalised: ``" alice"`` is
+    refused, never silently made ``"alice"``.
+    """
+    try:
+        validate_scope_part(value, what=what)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: cannot name a memory scope ({exc})") from None
+    assert isinstance(value, str)
+    if value.isspace():
+        raise ValueError(f"{what}: must not be blank")
+    if value != value.strip():
+        raise ValueError(f"{what}: must not start or end with whitespace")
+    if any(ch.isspace() and ch != " " for ch in value):
+        raise ValueError(f"{what}: the only whitespace allowed inside an id is the plain space")
+    return value
+
+
 def check_identity(identity: object) -> Identity:
-    """Accept an authenticator's result: an authenticated :class:`Identity` that can name its
-    ``MemoryScope`` (``MemoryScope.for_identity`` succeeds: NFC ids without control, format,
-    private-use or unassigned code points, at most 256 characters, no reserved tenant).
+    """Accept an authenticator's result: an authenticated :class:`Identity` whose ``user_id``
+    and ``tenant`` follow the subject rule (:func:`check_subject`) and that can name its
+    ``MemoryScope`` (``MemoryScope.for_identity`` succeeds: no reserved tenant either).
 
     Raises:
         TypeError: not an authenticated ``Identity`` (a broken authenticator: 503).
@@ -204,6 +233,9 @@ def check_identity(identity: object) -> Identity:
     if not isinstance(identity, Identity) or not identity.is_authenticated:
         raise TypeError("an Authenticator must return an authenticated Identity")
     try:
+        check_subject(identity.user_id, what="user")
+        if identity.tenant is not None:
+            check_subject(identity.tenant, what="tenant")
         MemoryScope.for_identity(identity)
     except (TypeError, ValueError, PermissionError):
         raise InvalidCredential("identity cannot name a memory scope") from None
@@ -216,10 +248,18 @@ def check_scopes(identity: Identity, required: frozenset[str]) -> None:
         raise InsufficientScope("missing scope")
 
 
+#: Latest instant (epoch seconds) a time claim or an expiry may name: 9999-12-31T23:59:59Z.
+MAX_EPOCH = 253_402_300_799
+
+
 def cache_expiry(identity: Identity) -> float | None:
-    """When a cached verification of ``identity`` must be forgotten: its ``exp`` claim."""
+    """When a cached verification of ``identity`` must be forgotten: its ``exp`` claim.
+
+    ``None`` (never cached) without a usable ``exp``: a custom authenticator's claims may hold
+    any number, and ``10**400`` must not reach ``float()``.
+    """
     exp = identity.claims.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool):
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and 0 < exp <= MAX_EPOCH:
         return float(exp)
     return None
 
@@ -289,6 +329,16 @@ class Challenges:
                 ),
             ),
             {"required_scopes": sorted(required)},
+        )
+
+    @staticmethod
+    def too_many_failures(retry_after: float) -> HTTPError:
+        """429 for a client address over its failed-authentication limit."""
+        return HTTPError(
+            429,
+            "too_many_failed_authentications",
+            "Too many failed authentication attempts from this address; retry later.",
+            (("retry-after", str(max(1, math.ceil(retry_after)))),),
         )
 
     def for_error(self, error: AuthError, required: frozenset[str]) -> HTTPError:
@@ -384,7 +434,8 @@ class TokenCache(Generic[V]):
         try:
             # Opportunistic cleanup: drop the oldest entry when it has expired.
             for oldest in cache:
-                if cache[oldest][1] <= now:
+                _value, oldest_expiry = cache[oldest]
+                if oldest_expiry <= now:
                     del cache[oldest]
                 break
             cache[key] = (value, expires_at)

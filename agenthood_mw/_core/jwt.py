@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +30,18 @@ from jwt.algorithms import (
     get_default_algorithms,
 )
 
-from agenthood_mw._core.authcore import AuthUnavailable, InvalidCredential
-from agenthood_mw._core.scope import validate_scope_part
+from agenthood_mw._core.authcore import (
+    MAX_EPOCH,
+    AuthUnavailable,
+    InvalidCredential,
+    check_subject,
+)
 from agenthood_mw._identity import Identity
 
 __all__ = [
     "FAMILIES",
+    "MAX_LEEWAY",
+    "TIME_CLAIMS",
     "JWKSKeys",
     "JWTSettings",
     "algorithm_family",
@@ -69,6 +73,10 @@ _KTY = {"HMAC": "oct", "RSA": "RSA", "EC": "EC", "OKP": "OKP"}
 #: Header parameters that would make us fetch or trust a key named by the token itself.
 _KEY_BEARING_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c"})
 _MAX_CLAIM_TEXT = 256
+#: Largest accepted ``leeway`` in seconds: a clock-skew allowance, not a grace period.
+MAX_LEEWAY = 300.0
+#: The numeric date claims checked on every token (RFC 7519 §4.1.4-4.1.6).
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 def algorithm_family(
@@ -168,20 +176,30 @@ def validate_jwks_url(url: object) -> str:
     raise ValueError("jwks_url: must be an https:// URL (http:// only for a loopback host)")
 
 
-def _bounded_text(value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > _MAX_CLAIM_TEXT:
-        raise InvalidCredential("bad claim")
-    if any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in value):
-        raise InvalidCredential("bad claim")
-    return value
-
-
-def _scope_part(value: object, what: str) -> str:
-    """A user or tenant claim, refused unless it can name a :class:`MemoryScope`."""
+def _subject(value: object, what: str) -> str:
+    """A ``sub``, user or tenant claim, refused unless it follows the subject rule
+    (:func:`~agenthood_mw._core.authcore.check_subject`)."""
     try:
-        return validate_scope_part(value, what=what)
-    except (TypeError, ValueError):
-        raise InvalidCredential(f"{what} claim cannot name a memory scope") from None
+        return check_subject(value, what=what)
+    except ValueError:
+        raise InvalidCredential(f"{what} claim is not a valid id") from None
+
+
+def _time_claim(claims: dict[str, Any], name: str) -> int | float | None:
+    """A NumericDate claim: a number of seconds in 1970..9999 (``None`` when absent).
+
+    The range check comes first and works on ints of any size, so ``10**400`` or
+    ``-10**400`` is a bad token (401), never an ``OverflowError`` in a float conversion;
+    NaN and the infinities fail it too.
+    """
+    value = claims.get(name)
+    if value is None and name == "nbf":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidCredential("bad time claim")
+    if not 0 <= value <= MAX_EPOCH:
+        raise InvalidCredential("bad time claim")
+    return value
 
 
 @dataclass(frozen=True)
@@ -266,23 +284,19 @@ class JWTSettings:
 
     def identity(self, claims: dict[str, Any]) -> Identity:
         """Check the claims PyJWT does not and build the :class:`Identity`."""
-        exp, iat = claims["exp"], claims["iat"]
-        for value in (exp, iat):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidCredential("bad time claim")
-            if not math.isfinite(value):
-                raise InvalidCredential("bad time claim")
+        exp, _nbf, iat = (_time_claim(claims, name) for name in TIME_CLAIMS)
+        assert exp is not None and iat is not None
         if exp <= iat:
             raise InvalidCredential("bad lifetime")
         if self.max_token_lifetime is not None and exp - iat > self.max_token_lifetime:
             raise InvalidCredential("lifetime too long")
-        _bounded_text(claims["sub"])
+        _subject(claims["sub"], "sub")
         # The user and tenant become the caller's MemoryScope: refuse here (401) what a
         # scope would refuse later (a 500 on every request).
-        user_id = _scope_part(claims.get(self.user_claim), "user")
+        user_id = _subject(claims.get(self.user_claim), "user")
         tenant: str | None = None
         if self.tenant_claim is not None and claims.get(self.tenant_claim) is not None:
-            tenant = _scope_part(claims[self.tenant_claim], "tenant")
+            tenant = _subject(claims[self.tenant_claim], "tenant")
         return Identity(
             user_id=user_id,
             tenant=tenant,

@@ -1,7 +1,8 @@
 """Authentication: ``AuthMiddleware`` (ASGI; the WSGI twin is in :mod:`agenthood_mw.wsgi`).
 
 Strategies: ``"jwt"`` (a secret, a public key or a JWKS URL), ``"api_key"`` (``ah_`` keys in a
-:class:`KeyStore`), or any :class:`Authenticator`; chain them with a list. See ``docs/auth.md``.
+:class:`KeyStore`), or any :class:`Authenticator`; chain them with a list. Invalid credentials
+are counted per client address (``failed_auth_limit``, 429 past it). See ``docs/auth.md``.
 """
 
 from __future__ import annotations

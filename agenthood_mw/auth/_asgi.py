@@ -1,44 +1,32 @@
-"""Pure-ASGI ``AuthMiddleware``: moves header bytes into the core and its decision out."""
+"""Pure-ASGI ``AuthMiddleware``: moves header bytes into the core's flow and its answer out."""
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthood_mw._asgi import route_path, send_error
-from agenthood_mw._context import identity_var
-from agenthood_mw._core.authcore import (
-    Authenticator,
-    AuthError,
-    Credential,
-    MissingCredential,
-    TokenCache,
-    cache_expiry,
-    check_identity,
-    check_scopes,
-    extract_credential,
-    select_authenticator,
-)
-from agenthood_mw._errors import HTTPError
+from agenthood_mw._context import reset_identity, set_identity
+from agenthood_mw._core.authcore import TokenCache
+from agenthood_mw._core.authflow import AuthRequest, Flow, Outcome, authenticate
 from agenthood_mw._identity import Identity
 from agenthood_mw.auth._shell import AuthShell
 
-if TYPE_CHECKING:
-    from agenthood_mw.metering._asgi import CostMeterMiddleware
-    from agenthood_mw.ratelimit._asgi import RateLimitMiddleware
-
 __all__ = ["AuthMiddleware"]
 
-logger = logging.getLogger("agenthood_mw.auth")
 
-_Entry = tuple[Identity, AuthCredentials]
-# ``current_identity()``'s ContextVar, bound and reset without a wrapper call per request.
-_bind = identity_var.set
-_unbind = identity_var.reset
+class _Verified:
+    """A request's caller as put in the scope: the identity and its Starlette credentials
+    (built once per verification and kept with it in the verified-token cache)."""
+
+    __slots__ = ("credentials", "identity")
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.credentials = AuthCredentials(sorted(identity.scopes))
 
 
 class AuthMiddleware(AuthShell):
@@ -48,10 +36,11 @@ class AuthMiddleware(AuthShell):
     Starlette ``AuthCredentials`` with its scopes, ``scope["state"]["agenthood"]["identity"]``
     the identity, and :func:`~agenthood_mw.current_identity` returns it during the call.
     Failures are RFC 6750 JSON errors (401/400/403, 503 when no signing key was ever
-    obtained); websockets are refused before ``accept``. ``lifespan`` and unknown scope types
-    pass through untouched, as do ``exempt_paths`` (relative to the app: ``root_path`` is not
-    part of them). CORS preflights are authenticated like any request: put Starlette's
-    ``CORSMiddleware`` outside this middleware so it answers them first.
+    obtained, 429 once a client address exceeds ``failed_auth_limit``); websockets are
+    refused before ``accept``. ``lifespan`` and unknown scope types pass through untouched,
+    as do ``exempt_paths`` (relative to the app: ``root_path`` is not part of them). CORS
+    preflights are authenticated like any request: put Starlette's ``CORSMiddleware`` outside
+    this middleware so it answers them first.
 
     Every option is keyword-only and validated here; see ``docs/auth.md`` for the full list.
     The WSGI twin :class:`agenthood_mw.wsgi.AuthMiddleware` takes the same keywords.
@@ -60,142 +49,90 @@ class AuthMiddleware(AuthShell):
     app: ASGIApp
 
     def _setup(self) -> None:
-        setup = self.setup
-        self._cache: TokenCache[_Entry] = TokenCache(setup.cache_size, threadsafe=False)
-        self._cache_get = self._cache.get
-        self._api_header = setup.api_key_header.encode() if setup.api_key_header else None
-        self._anonymous: _Entry = (Identity.anonymous(), AuthCredentials())
-        self._stack = _adjacent_stack(self.app)
+        settings = self.settings
+        self._cache: TokenCache[_Verified] = TokenCache(settings.cache_size, threadsafe=False)
+        self._api_header = settings.api_key_header.encode() if settings.api_key_header else None
+        self._anonymous = _Verified(Identity.anonymous())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
+        if scope["type"] != "http" and scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        authorization: bytes | None = None
-        extra: list[bytes] | None = None  # a second Authorization or any API-key header
-        api_header = self._api_header
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if authorization is None:
-                    authorization = value
-                else:
-                    extra = [*(extra or ()), value]
-            elif name == api_header:
-                extra = [*(extra or ()), value]
-        entry: _Entry | None = None
+        verified: _Verified | None
         if self._exempt is not None and route_path(scope) in self._exempt:
-            entry = self._anonymous  # never authenticated, never refused
-        elif authorization is not None and extra is None:
-            entry = self._cache_get(authorization)  # the hot path: one lookup
-        if entry is None:
-            result = await self._authenticate(scope["headers"])
-            if isinstance(result, HTTPError):
-                await send_error(scope, send, result)
-                return
-            entry = result
-        identity = entry[0]
-        scope["user"] = identity
-        scope["auth"] = entry[1]
-        state = scope.get("state")
-        shared: dict[str, Any]
-        if state is None:
-            shared = {"identity": identity}
-            scope["state"] = {"agenthood": shared}
+            verified = self._anonymous  # never authenticated, never refused
         else:
-            found: dict[str, Any] | None = state.get("agenthood")
-            if found is None:
-                shared = {"identity": identity}
-                state["agenthood"] = shared
-            else:
-                shared = found
-                shared["identity"] = identity
-        token = _bind(identity)
+            verified = self._cached(scope["headers"])
+            if verified is None:
+                outcome = await _drive(authenticate(self.settings, self._request(scope)))
+                if outcome.error is not None:
+                    await send_error(scope, send, outcome.error)
+                    return
+                verified = self._verified(scope["headers"], outcome)
+        identity = verified.identity
+        scope["user"] = identity
+        scope["auth"] = verified.credentials
+        state: dict[str, Any] = scope.setdefault("state", {})
+        shared: dict[str, Any] = state.setdefault("agenthood", {})
+        shared["identity"] = identity
+        token = set_identity(identity)
         try:
-            stack = self._stack
-            if stack is not None and kind == "http" and self.app is stack[0]:
-                limiter, meter = stack
-                if limiter.app is meter:
-                    # The handoff (see _adjacent_stack): the limiter's own hot path, run
-                    # without its frame; anything else goes through the limiter as usual.
-                    decision = limiter._fast_decision(scope)
-                    if decision is not None:
-                        if decision[0]:
-                            shared["rate_limit"] = decision
-                            headers = limiter._fast_rule.header_pair(decision[2], decision[3])
-                            await meter._handle(scope, receive, send, headers)
-                        else:
-                            await limiter._refuse_fast(scope, receive, send, decision)
-                        return
             await self.app(scope, receive, send)
         finally:
-            _unbind(token)
+            reset_identity(token)
 
-    async def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> _Entry | HTTPError:
-        setup = self.setup
-        authorization = [v for k, v in headers if k == b"authorization"]
-        api_keys = [v for k, v in headers if k == self._api_header]
-        authenticator: Authenticator | None = None
-        try:
-            credential = extract_credential(
-                authorization,
-                api_keys,
-                api_key_source=setup.api_key_header or "",
-                max_length=setup.max_token_bytes,
-            )
-            if credential is None:
-                if setup.optional:
-                    return self._anonymous
-                raise MissingCredential("no credential")
-            authenticator = select_authenticator(setup.chain, credential)
-            identity = check_identity(await _invoke(authenticator, credential))
-            check_scopes(identity, self._required)
-        except AuthError as exc:
-            return self._challenges.for_error(exc, self._required)
-        except Exception as exc:
-            # A broken custom authenticator or store: logged, never shown to the client.
-            # Only the type at ERROR: an exception text may quote the credential.
-            name = getattr(authenticator, "name", "?")
-            logger.error("authenticator %r failed: %s", name, type(exc).__name__)
-            logger.debug("authenticator %r traceback", name, exc_info=exc)
-            return self._challenges.unavailable
-        entry: _Entry = (identity, AuthCredentials(sorted(identity.scopes)))
-        if (
-            len(authorization) == 1
-            and credential.source == "authorization"
-            and getattr(authenticator, "cacheable", False)
-        ):
-            expires = cache_expiry(identity)
-            if expires is not None:
-                self._cache.put(authorization[0], entry, expires)
-        return entry
+    def _cached(self, headers: list[tuple[bytes, bytes]]) -> _Verified | None:
+        """The hot path: a request whose only credential is one ``Authorization`` header
+        verified before costs one cache lookup, keyed by the header's bytes."""
+        authorization: bytes | None = None
+        for name, value in headers:
+            if name == b"authorization":
+                if authorization is not None:
+                    return None  # two credentials: the flow refuses them
+                authorization = value
+            elif name == self._api_header:
+                return None
+        return None if authorization is None else self._cache.get(authorization)
+
+    def _request(self, scope: Scope) -> AuthRequest:
+        headers = scope["headers"]
+        client = scope.get("client")
+        return AuthRequest(
+            authorization=[v for k, v in headers if k == b"authorization"],
+            api_keys=[v for k, v in headers if k == self._api_header],
+            peer=client[0] if client else None,
+            forwarded_for=[v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"],
+        )
+
+    def _verified(self, headers: list[tuple[bytes, bytes]], outcome: Outcome) -> _Verified:
+        identity = outcome.identity
+        assert identity is not None
+        if not identity.is_authenticated:
+            return self._anonymous
+        verified = _Verified(identity)
+        if outcome.cache_until is not None:
+            key = next(v for k, v in headers if k == b"authorization")
+            self._cache.put(key, verified, outcome.cache_until)
+        return verified
 
 
-async def _invoke(authenticator: Authenticator, credential: Credential) -> Identity:
-    method = getattr(authenticator, "authenticate_async", None)
-    if method is not None:
-        result: Identity = await method(credential)
-        return result
-    if getattr(authenticator, "blocking", False):
-        return await anyio.to_thread.run_sync(authenticator.authenticate, credential)
-    return authenticator.authenticate(credential)
-
-
-def _adjacent_stack(app: object) -> tuple[RateLimitMiddleware, CostMeterMiddleware] | None:
-    """``(limiter, meter)`` when ``app`` is exactly a ``RateLimitMiddleware`` on its in-process
-    single-rule hot path whose app is exactly a ``CostMeterMiddleware`` -- the stack of the
-    design (auth, then rate limit, then metering), added in that order.
-
-    The three then cost one Python frame less per request: this layer runs the limiter's hot
-    path (``_fast_decision``, the same code the limiter's ``__call__`` runs) and hands the
-    request with the limiter's headers to the meter, as the limiter itself would. Anything
-    else (an exempt path, a refusal's response, websockets) goes through the limiter's own
-    code. Subclasses are never bypassed (they may override ``__call__``), and both links are
-    checked on every request, so replacing an ``app`` later is honoured.
-    """
-    from agenthood_mw.ratelimit._asgi import RateLimitMiddleware
-
-    if type(app) is not RateLimitMiddleware or not app._fast:
-        return None
-    meter = app._meter_layer
-    return None if meter is None else (app, meter)
+async def _drive(flow: Flow[Outcome]) -> Outcome:
+    """Run the core's authenticate flow: await a step's async form, run a blocking step in a
+    worker thread, call any other step inline; hand results and exceptions back to it."""
+    try:
+        step = flow.send(None)
+        while True:
+            try:
+                if step.run_async is not None:
+                    result = await step.run_async()
+                elif step.blocking:
+                    result = await anyio.to_thread.run_sync(step.run)
+                else:
+                    result = step.run()
+            except Exception as exc:  # handed to the flow, which decides what it means
+                step = flow.throw(exc)
+            else:
+                step = flow.send(result)
+    except StopIteration as stop:
+        outcome: Outcome = stop.value
+        return outcome

@@ -1,18 +1,20 @@
 """Construction-time validation of the ``AuthMiddleware`` keywords (shared by both shells).
 
-Every option is checked here once, with an error naming it; the shells keep the resulting
-:class:`AuthSetup` and never look at the raw options again.
+Every option is checked here once, with an error naming it, into one frozen
+:class:`~agenthood_mw._core.authflow.AuthSettings`; the shells keep it and never look at the
+raw options again. The keyword list itself is written once, in ``AuthShell.__init__``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agenthood_mw._core.authcore import Authenticator, Challenges, validate_scopes
+from agenthood_mw._core.authflow import AuthSettings
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.jwt import (
+    MAX_LEEWAY,
     JWKSKeys,
     JWTSettings,
     algorithm_family,
@@ -21,27 +23,23 @@ from agenthood_mw._core.jwt import (
     validate_jwks_url,
 )
 from agenthood_mw._core.paths import PathSet
+from agenthood_mw._core.ratelimit import ClientAddress
+from agenthood_mw.auth._failures import build_failure_limit
 from agenthood_mw.auth._jwks import JWKSFetcher
 from agenthood_mw.auth._keystore import KeyStore
 from agenthood_mw.auth._strategies import APIKeyAuthenticator, JWTAuthenticator
 
-__all__ = ["AuthSetup", "build_setup"]
+__all__ = ["build_settings"]
 
-_UNSET: Any = object()
+_JWT_ONLY = ("secret", "public_key", "jwks_url", "algorithms", "audience", "issuer")
 
 
-@dataclass(frozen=True)
-class AuthSetup:
-    """The validated configuration both shells run on."""
-
-    chain: tuple[Authenticator, ...]
-    challenges: Challenges
-    required_scopes: frozenset[str]
-    optional: bool
-    exempt: PathSet
-    api_key_header: str | None
-    cache_size: int
-    max_token_bytes: int
+def _duration(value: object, option: str, *, allow_zero: bool = False) -> float:
+    """``parse_duration``, with a number too large for a float refused like any bad value."""
+    try:
+        return parse_duration(value, option=option, allow_zero=allow_zero)
+    except OverflowError:
+        raise ValueError(f"{option}: must be a positive duration of sensible size") from None
 
 
 def _claim(value: object, option: str, *, nullable: bool = False) -> Any:
@@ -78,97 +76,58 @@ def _strategies(strategy: object) -> list[str | Authenticator]:
     return result
 
 
-def build_setup(
-    *,
-    strategy: object = "jwt",
-    secret: object = None,
-    public_key: object = None,
-    jwks_url: object = None,
-    algorithms: object = None,
-    audience: object = None,
-    issuer: object = None,
-    leeway: object = 0,
-    max_token_lifetime: object = "1d",  # noqa: S107
-    user_claim: object = "sub",
-    tenant_claim: object = "tenant",
-    scopes_claim: object = "scope",
-    key_store: object = None,
-    exempt_paths: object = (),
-    optional: object = False,
-    required_scopes: object = (),
-    realm: object = "agenthood",
-    cache_size: object = 10_000,
-    api_key_header: object = _UNSET,
-    jwks_cache_ttl: object = "10m",
-    jwks_cooldown: object = "30s",
-    jwks_timeout: object = "5s",
-    max_token_bytes: object = 8192,
-) -> AuthSetup:
-    """Validate every option; raise ``ValueError``/``TypeError`` naming the bad one."""
-    strategies = _strategies(strategy)
+def _api_key_header(value: object, uses_keys: bool) -> str | None:
+    if value == "auto":
+        return "x-api-key" if uses_keys else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.isascii():
+        raise TypeError("api_key_header: expected a header name or None")
+    if value.lower() in ("authorization", "cookie", "") or " " in value:
+        raise ValueError("api_key_header: choose a dedicated header such as 'x-api-key'")
+    return value.lower()
+
+
+def _bounded_int(value: object, option: str, low: int, high: int, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{option}: expected an integer {hint}")
+    return value
+
+
+def build_settings(options: Mapping[str, Any]) -> AuthSettings:
+    """Validate every option of ``AuthMiddleware``; raise ``ValueError``/``TypeError`` naming
+    the bad one. ``options`` holds every keyword of ``AuthShell.__init__`` (no defaults here).
+    """
+    strategies = _strategies(options["strategy"])
+    optional = options["optional"]
     if not isinstance(optional, bool):
         raise TypeError("optional: expected True or False")
-    required = validate_scopes(required_scopes, option="required_scopes")
+    required = validate_scopes(options["required_scopes"], option="required_scopes")
     if optional and required:
         raise ValueError(
             "required_scopes: cannot be combined with optional=True (an anonymous caller "
             "never has scopes); check scopes per route instead"
         )
-    if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-        raise ValueError("cache_size: expected an integer >= 0 (0 disables the cache)")
-    if (
-        isinstance(max_token_bytes, bool)
-        or not isinstance(max_token_bytes, int)
-        or not 256 <= max_token_bytes <= 1_000_000
-    ):
-        raise ValueError("max_token_bytes: expected an integer between 256 and 1000000")
-
-    uses_jwt = "jwt" in strategies
+    cache_size = _bounded_int(
+        options["cache_size"], "cache_size", 0, 10**9, "between 0 and 10**9 (0 disables the cache)"
+    )
+    max_token_bytes = _bounded_int(
+        options["max_token_bytes"], "max_token_bytes", 256, 1_000_000, "between 256 and 1000000"
+    )
     uses_keys = "api_key" in strategies
-    if not uses_jwt:
-        for name, value in (
-            ("secret", secret),
-            ("public_key", public_key),
-            ("jwks_url", jwks_url),
-            ("algorithms", algorithms),
-            ("audience", audience),
-            ("issuer", issuer),
-        ):
-            if value is not None:
+    if "jwt" not in strategies:
+        for name in _JWT_ONLY:
+            if options[name] is not None:
                 raise ValueError(f"{name}: only used with strategy 'jwt'")
-    if key_store is not None and not uses_keys:
+    if options["key_store"] is not None and not uses_keys:
         raise ValueError("key_store: only used with strategy 'api_key'")
-    if api_key_header is _UNSET:
-        api_key_header = "x-api-key" if uses_keys else None
-    if api_key_header is not None:
-        if not isinstance(api_key_header, str) or not api_key_header.isascii():
-            raise TypeError("api_key_header: expected a header name or None")
-        if api_key_header.lower() in ("authorization", "cookie", "") or " " in api_key_header:
-            raise ValueError("api_key_header: choose a dedicated header such as 'x-api-key'")
-        api_key_header = api_key_header.lower()
-
+    api_key_header = _api_key_header(options["api_key_header"], uses_keys)
     chain: list[Authenticator] = []
     for item in strategies:
         if item == "jwt":
-            chain.append(
-                _jwt(
-                    secret=secret,
-                    public_key=public_key,
-                    jwks_url=jwks_url,
-                    algorithms=algorithms,
-                    audience=audience,
-                    issuer=issuer,
-                    leeway=leeway,
-                    max_token_lifetime=max_token_lifetime,
-                    user_claim=user_claim,
-                    tenant_claim=tenant_claim,
-                    scopes_claim=scopes_claim,
-                    jwks_cache_ttl=jwks_cache_ttl,
-                    jwks_cooldown=jwks_cooldown,
-                    jwks_timeout=jwks_timeout,
-                )
-            )
+            chain.append(_jwt(options))
         elif item == "api_key":
+            key_store = options["key_store"]
             if not isinstance(key_store, KeyStore):
                 raise TypeError(
                     "key_store: strategy 'api_key' needs a KeyStore "
@@ -178,37 +137,27 @@ def build_setup(
         else:
             assert not isinstance(item, str)
             chain.append(item)
-    if not isinstance(realm, str):
-        raise TypeError("realm: expected a string")
-    return AuthSetup(
+    return AuthSettings(
         chain=tuple(chain),
-        challenges=Challenges(realm),
+        challenges=Challenges(options["realm"]),
         required_scopes=required,
         optional=optional,
-        exempt=PathSet(exempt_paths, option="exempt_paths"),  # type: ignore[arg-type]
+        exempt=PathSet(options["exempt_paths"], option="exempt_paths"),
         api_key_header=api_key_header,
         cache_size=cache_size,
         max_token_bytes=max_token_bytes,
+        failure_limit=build_failure_limit(
+            options["failed_auth_limit"],
+            options["failed_auth_storage"],
+            options["failed_auth_storage_options"],
+        ),
+        client_address=ClientAddress(options["trusted_proxies"]),
     )
 
 
-def _jwt(
-    *,
-    secret: object,
-    public_key: object,
-    jwks_url: object,
-    algorithms: object,
-    audience: object,
-    issuer: object,
-    leeway: object,
-    max_token_lifetime: object,
-    user_claim: object,
-    tenant_claim: object,
-    scopes_claim: object,
-    jwks_cache_ttl: object,
-    jwks_cooldown: object,
-    jwks_timeout: object,
-) -> JWTAuthenticator:
+def _jwt(options: Mapping[str, Any]) -> JWTAuthenticator:
+    secret, public_key, jwks_url = options["secret"], options["public_key"], options["jwks_url"]
+    algorithms, audience, issuer = options["algorithms"], options["audience"], options["issuer"]
     given = [
         n
         for n, v in (("secret", secret), ("public_key", public_key), ("jwks_url", jwks_url))
@@ -247,20 +196,22 @@ def _jwt(
         raise TypeError("audience: expected a string or a list of strings")
     if issuer is not None and (not isinstance(issuer, str) or not issuer):
         raise TypeError("issuer: expected a non-empty string")
-    lifetime = (
-        None
-        if max_token_lifetime is None
-        else parse_duration(max_token_lifetime, option="max_token_lifetime")
-    )
+    lifetime = options["max_token_lifetime"]
+    leeway = _duration(options["leeway"], "leeway", allow_zero=True)
+    if leeway > MAX_LEEWAY:
+        raise ValueError(
+            f"leeway: at most {MAX_LEEWAY:g} seconds (a clock skew allowance, not a grace "
+            f"period for expired tokens); got {options['leeway']!r}"
+        )
     settings = JWTSettings(
         algorithms=algs,
         audience=aud,
         issuer=issuer,
-        leeway=parse_duration(leeway, option="leeway", allow_zero=True),
-        max_token_lifetime=lifetime,
-        user_claim=_claim(user_claim, "user_claim"),
-        tenant_claim=_claim(tenant_claim, "tenant_claim", nullable=True),
-        scopes_claim=_claim(scopes_claim, "scopes_claim"),
+        leeway=leeway,
+        max_token_lifetime=None if lifetime is None else _duration(lifetime, "max_token_lifetime"),
+        user_claim=_claim(options["user_claim"], "user_claim"),
+        tenant_claim=_claim(options["tenant_claim"], "tenant_claim", nullable=True),
+        scopes_claim=_claim(options["scopes_claim"], "scopes_claim"),
     )
     if secret is not None:
         return JWTAuthenticator(settings, key=prepare_secret(secret, algs))
@@ -270,8 +221,8 @@ def _jwt(
     keys = JWKSKeys(
         algs,
         family,
-        ttl=parse_duration(jwks_cache_ttl, option="jwks_cache_ttl"),
-        cooldown=parse_duration(jwks_cooldown, option="jwks_cooldown", allow_zero=True),
+        ttl=_duration(options["jwks_cache_ttl"], "jwks_cache_ttl"),
+        cooldown=_duration(options["jwks_cooldown"], "jwks_cooldown", allow_zero=True),
     )
-    fetcher = JWKSFetcher(url, keys, timeout=parse_duration(jwks_timeout, option="jwks_timeout"))
+    fetcher = JWKSFetcher(url, keys, timeout=_duration(options["jwks_timeout"], "jwks_timeout"))
     return JWTAuthenticator(settings, jwks=fetcher)

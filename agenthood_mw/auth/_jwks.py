@@ -2,7 +2,8 @@
 
 Fetching uses PyJWT's :class:`~jwt.PyJWKClient` (urllib, redirects refused) without its own
 caches: :class:`~agenthood_mw._core.jwt.JWKSKeys` decides when to fetch and keeps the keys. The
-ASGI shell runs the fetch in a worker thread, so the event loop never blocks. Key-bearing token
+authenticate flow yields the fetch as a blocking step, so the ASGI shell runs it in a worker
+thread and the event loop never blocks. Key-bearing token
 headers (``jku``, ``x5u``, ``jwk``) are never looked at: only the configured URL is fetched.
 """
 
@@ -12,7 +13,6 @@ import logging
 import threading
 from typing import Any
 
-import anyio.to_thread
 import jwt
 
 from agenthood_mw._core.jwt import JWKSKeys
@@ -54,15 +54,12 @@ class JWKSFetcher:
                     "serving the previous keys" if self.keys.loaded else "no key available yet",
                 )
 
-    def key_sync(self, kid: str | None, alg: str) -> jwt.PyJWK:
-        """The verification key, fetching in this thread when due (WSGI)."""
-        # A fetch in flight (the lock is held) is waited for rather than raced.
-        if self._lock.locked() or self.keys.should_fetch(kid, alg):
-            self._refresh(kid, alg)
-        return self.keys.key_for(kid, alg)
+    def due(self, kid: str | None, alg: str) -> bool:
+        """Whether :meth:`refresh` should run before a token with this ``kid``/``alg`` is
+        verified (a fetch in flight, whose lock is held, is waited for rather than raced)."""
+        return self._lock.locked() or self.keys.should_fetch(kid, alg)
 
-    async def key_async(self, kid: str | None, alg: str) -> jwt.PyJWK:
-        """The verification key, fetching in a worker thread when due (ASGI)."""
-        if self._lock.locked() or self.keys.should_fetch(kid, alg):
-            await anyio.to_thread.run_sync(self._refresh, kid, alg)
-        return self.keys.key_for(kid, alg)
+    def refresh(self, kid: str | None, alg: str) -> None:
+        """Fetch the key set when still due (blocking I/O: the ASGI shell runs it in a
+        worker thread, the WSGI shell inline)."""
+        self._refresh(kid, alg)

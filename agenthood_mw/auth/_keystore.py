@@ -209,12 +209,16 @@ def create_api_key(
         user_id: the owner (``Identity.user_id`` of requests made with it).
         tenant: the owner's tenant.
         scopes: scopes granted to the key.
-        expires_in: a duration (``"90d"``, seconds) or ``None`` for no expiry.
+        expires_in: a duration (``"90d"``, seconds) of at most 3650 days, or ``None`` for no
+            expiry.
         name: a label for listings.
     """
     if not isinstance(store, KeyStore):
         raise TypeError("store: expected a KeyStore (InMemoryKeyStore, SQLiteKeyStore, ...)")
-    seconds = None if expires_in is None else parse_duration(expires_in, option="expires_in")
+    try:
+        seconds = None if expires_in is None else parse_duration(expires_in, option="expires_in")
+    except OverflowError:  # an int too large for a float: refused like any bad duration
+        raise ValueError("expires_in: must be a duration of at most 3650 days") from None
     key_id, token = generate_key()
     record = new_record(
         key_id=key_id,

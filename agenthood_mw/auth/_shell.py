@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 from agenthood_mw._core.authcore import Authenticator
-from agenthood_mw.auth._config import build_setup
+from agenthood_mw._core.authflow import AuthSettings
+from agenthood_mw.auth._config import build_settings
 
 __all__ = ["AuthShell"]
 
@@ -13,8 +15,9 @@ __all__ = ["AuthShell"]
 class AuthShell:
     """The constructor both shells share, so their keywords cannot drift apart.
 
-    Every option is validated by :func:`build_setup`; a shell adds its own per-instance state
-    (token cache, header names) in :meth:`_setup`.
+    This signature is the one list of options: they are validated once by
+    :func:`build_settings` into the frozen :attr:`settings` both shells read; a shell adds its
+    own per-instance state (token cache, header names) in :meth:`_setup`.
     """
 
     _app_kind: ClassVar[str] = "ASGI"
@@ -46,42 +49,19 @@ class AuthShell:
         jwks_cooldown: float | str = "30s",
         jwks_timeout: float | str = "5s",
         max_token_bytes: int = 8192,
+        failed_auth_limit: str | None = "20/minute",
+        failed_auth_storage: str = "memory://",
+        failed_auth_storage_options: Mapping[str, Any] | None = None,
+        trusted_proxies: Collection[str] = (),
     ) -> None:
         if not callable(app):
             raise TypeError(f"app: expected an {self._app_kind} application")
-        options: dict[str, Any] = {}
-        if api_key_header != "auto":
-            options["api_key_header"] = api_key_header
-        setup = build_setup(
-            strategy=strategy,
-            secret=secret,
-            public_key=public_key,
-            jwks_url=jwks_url,
-            algorithms=algorithms,
-            audience=audience,
-            issuer=issuer,
-            leeway=leeway,
-            max_token_lifetime=max_token_lifetime,
-            user_claim=user_claim,
-            tenant_claim=tenant_claim,
-            scopes_claim=scopes_claim,
-            key_store=key_store,
-            exempt_paths=exempt_paths,
-            optional=optional,
-            required_scopes=required_scopes,
-            realm=realm,
-            cache_size=cache_size,
-            jwks_cache_ttl=jwks_cache_ttl,
-            jwks_cooldown=jwks_cooldown,
-            jwks_timeout=jwks_timeout,
-            max_token_bytes=max_token_bytes,
-            **options,
-        )
+        options = dict(locals())  # every keyword above, by name: validated once
+        del options["self"], options["app"]
+        settings: AuthSettings = build_settings(options)
         self.app = app
-        self.setup = setup
-        self._exempt = setup.exempt if setup.exempt else None
-        self._challenges = setup.challenges
-        self._required = setup.required_scopes
+        self.settings = settings
+        self._exempt = settings.exempt if settings.exempt else None
         self._setup()
 
     def _setup(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import jwt
 
+from agenthood_mw._core.authcore import MAX_EPOCH
 from agenthood_mw._core.jwt import FAMILIES, prepare_secret
 
 __all__ = ["mint_token"]
@@ -36,7 +37,8 @@ def mint_token(
         user_id: the ``sub`` claim.
         audience: the ``aud`` claim (``None`` to omit it).
         scopes: granted scopes, written as the space-separated ``scope`` claim.
-        ttl: seconds until ``exp``.
+        ttl: seconds until ``exp`` (negative for an already expired token; at most the
+            seconds left until 9999-12-31).
         tenant: the ``tenant`` claim.
         algorithm: the JOSE algorithm (never ``none``).
         issuer: the ``iss`` claim.
@@ -44,7 +46,8 @@ def mint_token(
         claims: extra claims, applied last.
 
     Raises:
-        ValueError: ``secret: too short ...`` for an HMAC secret ``AuthMiddleware`` would refuse.
+        ValueError: ``secret: too short ...`` for an HMAC secret ``AuthMiddleware`` would refuse;
+            ``ttl: ...`` for a ``ttl`` that is not a number or names no date before year 10000.
     """
     if algorithm not in FAMILIES:
         raise ValueError(f"algorithm: {algorithm!r} is not a supported signing algorithm")
@@ -56,6 +59,13 @@ def mint_token(
     if isinstance(scopes, str):
         raise TypeError("scopes: expected a list of scope names, not a single string")
     now = int(time.time())
+    # Compared before int(): an infinite or 10**400 ttl is a clear error, not an OverflowError.
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not -now <= ttl <= MAX_EPOCH - now
+    ):
+        raise ValueError("ttl: expected a number of seconds giving an exp between 1970 and 9999")
     payload: dict[str, Any] = {
         "sub": user_id,
         "iat": now,

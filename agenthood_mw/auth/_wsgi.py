@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from agenthood_mw._context import identity_var, reset_identity, set_identity
-from agenthood_mw._core.authcore import (
-    Authenticator,
-    AuthError,
-    MissingCredential,
-    TokenCache,
-    cache_expiry,
-    check_identity,
-    check_scopes,
-    extract_credential,
-    select_authenticator,
-)
-from agenthood_mw._errors import HTTPError
+from agenthood_mw._core.authcore import TokenCache
+from agenthood_mw._core.authflow import AuthRequest, authenticate, run_flow
 from agenthood_mw._identity import Identity
 from agenthood_mw._wsgi import STATE_KEY, BoundBody, WSGIApp, route_path, send_error
 from agenthood_mw.auth._shell import AuthShell
@@ -28,8 +17,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["IDENTITY_KEY", "AuthMiddleware"]
-
-logger = logging.getLogger("agenthood_mw.auth")
 
 #: ``environ`` key holding the request's :class:`~agenthood_mw.Identity`.
 IDENTITY_KEY = "agenthood.identity"
@@ -55,11 +42,11 @@ class AuthMiddleware(AuthShell):
     app: WSGIApp
 
     def _setup(self) -> None:
-        setup = self.setup
-        self._cache: TokenCache[Identity] = TokenCache(setup.cache_size, threadsafe=True)
+        settings = self.settings
+        self._cache: TokenCache[Identity] = TokenCache(settings.cache_size, threadsafe=True)
         self._api_environ = (
-            "HTTP_" + setup.api_key_header.upper().replace("-", "_")
-            if setup.api_key_header
+            "HTTP_" + settings.api_key_header.upper().replace("-", "_")
+            if settings.api_key_header
             else None
         )
 
@@ -72,10 +59,15 @@ class AuthMiddleware(AuthShell):
         elif authorization is not None and api_key is None:
             identity = self._cache.get(authorization)
         if identity is None:
-            result = self._authenticate(authorization, api_key)
-            if isinstance(result, HTTPError):
-                return send_error(start_response, result)
-            identity = result
+            outcome = run_flow(
+                authenticate(self.settings, _request(environ, authorization, api_key))
+            )
+            if outcome.error is not None:
+                return send_error(start_response, outcome.error)
+            identity = outcome.identity
+            assert identity is not None
+            if authorization is not None and outcome.cache_until is not None:
+                self._cache.put(authorization, identity, outcome.cache_until)
         environ[IDENTITY_KEY] = identity
         state = environ.get(STATE_KEY)
         if state is None:
@@ -94,37 +86,14 @@ class AuthMiddleware(AuthShell):
             return body  # left recognisable for the server's sendfile path
         return BoundBody(body, identity_var, identity)
 
-    def _authenticate(self, authorization: str | None, api_key: str | None) -> Identity | HTTPError:
-        setup = self.setup
-        authenticator: Authenticator | None = None
-        try:
-            credential = extract_credential(
-                [] if authorization is None else [authorization.encode("latin-1")],
-                [] if api_key is None else [api_key.encode("latin-1")],
-                api_key_source=setup.api_key_header or "",
-                max_length=setup.max_token_bytes,
-            )
-            if credential is None:
-                if setup.optional:
-                    return Identity.anonymous()
-                raise MissingCredential("no credential")
-            authenticator = select_authenticator(setup.chain, credential)
-            identity = check_identity(authenticator.authenticate(credential))
-            check_scopes(identity, self._required)
-        except AuthError as exc:
-            return self._challenges.for_error(exc, self._required)
-        except Exception as exc:
-            # Only the type at ERROR: an exception text may quote the credential.
-            name = getattr(authenticator, "name", "?")
-            logger.error("authenticator %r failed: %s", name, type(exc).__name__)
-            logger.debug("authenticator %r traceback", name, exc_info=exc)
-            return self._challenges.unavailable
-        if (
-            authorization is not None
-            and credential.source == "authorization"
-            and getattr(authenticator, "cacheable", False)
-        ):
-            expires = cache_expiry(identity)
-            if expires is not None:
-                self._cache.put(authorization, identity, expires)
-        return identity
+
+def _request(
+    environ: WSGIEnvironment, authorization: str | None, api_key: str | None
+) -> AuthRequest:
+    forwarded: str | None = environ.get("HTTP_X_FORWARDED_FOR")
+    return AuthRequest(
+        authorization=[] if authorization is None else [authorization.encode("latin-1")],
+        api_keys=[] if api_key is None else [api_key.encode("latin-1")],
+        peer=environ.get("REMOTE_ADDR") or None,
+        forwarded_for=[] if forwarded is None else [forwarded],
+    )

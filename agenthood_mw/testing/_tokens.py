@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agenthood_mw.auth._tokens import mint_token
+from agenthood_mw.auth import mint_token
 
 __all__ = ["bearer_headers", "generate_keypair", "mint_token"]
 

@@ -342,7 +342,8 @@ def test_check_identity_refuses_ids_that_cannot_name_a_scope() -> None:
 def test_check_identity_accepts_exactly_what_can_name_a_scope(
     user: str, tenant: str | None
 ) -> None:
-    """Auth refuses (401) exactly the identities MemoryScope.for_identity refuses (a 500 later)."""
+    """Auth refuses (401) exactly the identities MemoryScope.for_identity refuses (a 500 later)
+    and those the subject rule refuses (blank, padded, odd whitespace; issue 11 #18)."""
     from agenthood_mw import Identity
     from agenthood_mw._core.authcore import check_identity
     from agenthood_mw._core.scope import MemoryScope
@@ -355,6 +356,11 @@ def test_check_identity_accepts_exactly_what_can_name_a_scope(
         scoped = True
     except (TypeError, ValueError, PermissionError):
         scoped = False
+    for part in (user, tenant):
+        if part is not None and (
+            part != part.strip() or any(c.isspace() and c != " " for c in part)
+        ):
+            scoped = False
     if scoped:
         assert check_identity(identity) is identity
     else:
