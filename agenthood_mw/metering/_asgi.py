@@ -114,11 +114,15 @@ class CostMeterMiddleware(MeterShell):
             return
         path = route_path(scope)
         metering = self.metering
-        if path in metering.exempt:
+        exempt = metering.exempt
+        if exempt is not None and path in exempt:
             await self.app(scope, receive, send)
             return
         agent = metering.agent_of_path(path) if self._agent is None else self._agent(scope)
-        meter = await metering.begin_async(scope.get("user"), path, agent)
+        if metering.awaits:
+            meter = await metering.begin_async(scope.get("user"), path, agent)
+        else:
+            meter = metering.begin(scope.get("user"), path, agent)
         if isinstance(meter, HTTPError):
             await send_error(scope, send, meter)
             return
@@ -184,27 +188,24 @@ class _Exchange:
         elif mtype == "http.response.start":
             self.started = True
             self.status = message["status"]
+            meter = self.meter
             # A new message and a new header list: the app's own message dict and header
             # list are never mutated (an app may send one prebuilt dict on every request).
-            message = {**message, "headers": [*message.get("headers", ()), *self._headers()]}
+            headers = [*message.get("headers", ()), (RUN_ID_HEADER, meter.run_id.encode())]
+            if self.metering.cost_header:
+                nanos = meter.cost_nanos
+                headers.append((COST_HEADER, format_nanos(nanos).encode() if nanos else b"0"))
+            message = {**message, "headers": headers}
         elif mtype == "websocket.accept":
             self.started = True
-            message = {**message, "headers": [*message.get("headers", ()), self._run_header()]}
+            run_header = (RUN_ID_HEADER, self.meter.run_id.encode())
+            message = {**message, "headers": [*message.get("headers", ()), run_header]}
         elif mtype == "websocket.http.response.start":
             self.started = True
             self.status = message["status"]
         return self._send(message)
 
-    def _run_header(self) -> tuple[bytes, bytes]:
-        return (RUN_ID_HEADER, self.meter.run_id.encode())
-
-    def _headers(self) -> list[tuple[bytes, bytes]]:
-        if not self.metering.cost_header:
-            return [self._run_header()]
-        nanos = self.meter.cost_nanos
-        return [self._run_header(), (COST_HEADER, format_nanos(nanos).encode() if nanos else b"0")]
-
-    async def _end_then_send(self, message: Message) -> None:
+    def _end_then_send(self, message: Message) -> Awaitable[None]:
         status = self.status
         if status is not None and status >= 500:
             # An error response sent while an exception is handled (Starlette's
@@ -213,10 +214,20 @@ class _Exchange:
             handled = sys.exc_info()[1]
             if handled is not None:
                 self.meter.record_error(handled)
-        await self.end(status)
+        if self.metering.awaits:
+            return self._end_async_then_send(message)
+        self.ended = True
+        self.metering.end(self.meter, status)
+        return self._send(message)
+
+    async def _end_async_then_send(self, message: Message) -> None:
+        await self.end(self.status)
         await self._send(message)
 
     async def end(self, status: int | None) -> None:
-        """End the run (once)."""
+        """End the run (once; the caller checked :attr:`ended`)."""
         self.ended = True
-        await self.metering.end_async(self.meter, status)
+        if self.metering.awaits:
+            await self.metering.end_async(self.meter, status)
+        else:
+            self.metering.end(self.meter, status)

@@ -84,7 +84,8 @@ class Metering:
         self.thinking_budget = settings.thinking_budget
         self.thinking_budgets = settings.thinking_budgets
         self.cost_header = settings.cost_header
-        self.exempt = settings.exempt
+        #: The unmetered paths (``None`` when there are none: one test per request, not a call).
+        self.exempt = settings.exempt if settings.exempt else None
         self._scopes: dict[tuple[str | None, str], MemoryScope] = {}
         self._path_agents: dict[str, str | None] = {}
         self._owned: list[Ledger | TraceStore] = []
@@ -111,6 +112,13 @@ class Metering:
         self.recorder = Recorder(self.ledger, self.traces, self.monitor, exporter)
         # No spend budget and no token rate: nothing to admit, reserve or settle.
         self._plain = not self.budgets and self.limiter is None
+        #: ``True`` when :meth:`begin` / :meth:`end` may wait on I/O (a token rate, a Redis
+        #: budget store, a database ledger seeding budgets): an ASGI shell then awaits
+        #: :meth:`begin_async` / :meth:`end_async`; otherwise it calls :meth:`begin` /
+        #: :meth:`end`, which then never block, and saves two coroutines per request.
+        self.awaits = self.limiter is not None or (
+            bool(self.budgets) and (self.budget_store.blocking or self.ledger.blocking)
+        )
 
     def _open_stores(self, settings: MeteringSettings) -> tuple[Ledger, TraceStore | None]:
         ledger = settings.ledger
@@ -372,15 +380,15 @@ class Metering:
     def _open(
         self, scope: MemoryScope, agent: str | None, holds: tuple[Hold, ...], path: str | None
     ) -> Meter:
-        meter = Meter(
-            prices=self.prices,
-            scope=scope,
-            agent=agent,
-            thinking_budget=self.thinking_budget,
-            agent_budgets=self.thinking_budgets,
-            clock=self.clock,
-            budget_guard=self._guard(holds),
-            path=path,
+        meter = Meter._open(
+            self.prices,
+            scope,
+            agent,
+            self.thinking_budget,
+            self.thinking_budgets,
+            self.clock,
+            self._guard(holds),
+            path,
         )
         if holds:
             meter._holds = holds

@@ -50,7 +50,8 @@ class CostMeterMiddleware(MeterShell):
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         metering = self.metering
         path = route_path(environ)
-        if path in metering.exempt:
+        exempt = metering.exempt
+        if exempt is not None and path in exempt:
             return self.app(environ, start_response)
         agent = metering.agent_of_path(path) if self._agent is None else self._agent(environ)
         meter = metering.begin(environ.get(IDENTITY_KEY), path, agent)
