@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
+from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS
 from agenthood_mw._core.spikes import SpikeRule
 from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw.metering._budget import Budget
 from agenthood_mw.metering._engine import Metering
+from agenthood_mw.metering._settings import SAME_AS_LEDGER
 
 __all__ = ["MeterShell"]
 
 
-class _Default:
-    """An option the caller did not pass: :class:`Metering` applies its own default."""
-
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-_DEFAULT: Final[Any] = _Default()
+def _is_default(name: str, value: object) -> bool:
+    if name not in _DEFAULTS:
+        return True  # self, app, metering, agent: not options of Metering
+    default = _DEFAULTS[name]
+    if value is default:
+        return True
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except Exception:  # an object with an unusual ``==``: treat it as set
+        return False
 
 
 class MeterShell:
@@ -40,39 +45,36 @@ class MeterShell:
         *,
         metering: Metering | None = None,
         agent: Callable[[Any], str | None] | None = None,
-        prices: object = _DEFAULT,
-        ledger: object = _DEFAULT,
-        budgets: Iterable[Budget] = _DEFAULT,
-        on_alert: object = _DEFAULT,
-        spike_rule: SpikeRule | None = _DEFAULT,
-        tokens_per_minute: object = _DEFAULT,
-        token_storage: str = _DEFAULT,
-        thinking_budget: ThinkingBudget | None = _DEFAULT,
-        thinking_budgets: Mapping[str, ThinkingBudget] | None = _DEFAULT,
-        traces: object = _DEFAULT,
-        trace_retention: object = _DEFAULT,
-        reservation_ttl: object = _DEFAULT,
-        budget_storage: str = _DEFAULT,
-        budget_key_prefix: str = _DEFAULT,
-        cost_header: bool = _DEFAULT,
-        exempt_paths: Iterable[str] = _DEFAULT,
-        opentelemetry: object = _DEFAULT,
-        clock: Callable[[], float] | None = _DEFAULT,
-        agents: Iterable[str] | None = _DEFAULT,
-        max_budget_accounts: int = _DEFAULT,
+        prices: object = None,
+        ledger: object = "memory://",
+        budgets: Iterable[Budget] = (),
+        on_alert: object = "log",
+        spike_rule: SpikeRule | None = None,
+        tokens_per_minute: object = None,
+        token_storage: str = "memory://",  # noqa: S107 - a URL
+        thinking_budget: ThinkingBudget | None = None,
+        thinking_budgets: Mapping[str, ThinkingBudget] | None = None,
+        traces: object = SAME_AS_LEDGER,
+        trace_retention: object = "30d",
+        reservation_ttl: object = "10m",
+        budget_storage: str = "memory://",
+        budget_key_prefix: str = "agenthood:budget:",
+        cost_header: bool = True,
+        exempt_paths: Iterable[str] = (),
+        opentelemetry: object = False,
+        clock: Callable[[], float] | None = None,
+        agents: Iterable[str] | None = None,
+        max_budget_accounts: int = DEFAULT_MAX_ACCOUNTS,
     ) -> None:
         passed = dict(locals())
         if not callable(app):
             raise TypeError(f"app: expected an {self._app_kind} application")
         if agent is not None and not callable(agent):
             raise TypeError(f"agent: expected a callable taking the {self._app_kind} request")
-        given = {
-            name: value
-            for name, value in passed.items()
-            if value is not _DEFAULT and name not in ("self", "app", "metering", "agent")
-        }
+        # The options the caller set (the defaults are Metering's own, asserted equal by a test).
+        given = {name: value for name, value in passed.items() if not _is_default(name, value)}
         if metering is None:
-            if "prices" not in given:
+            if prices is None:
                 raise TypeError("prices: required (a PriceTable), unless metering= is given")
             metering = Metering(**given)
             self._owns_metering = True
@@ -101,3 +103,11 @@ class MeterShell:
     def traces(self) -> Any:
         """The trace store (``None`` when disabled)."""
         return self.metering.traces
+
+
+#: Every option of :class:`Metering` and its default, read from the one signature that lists them.
+_DEFAULTS: dict[str, object] = {
+    name: param.default
+    for name, param in inspect.signature(MeterShell.__init__).parameters.items()
+    if name not in ("self", "app", "metering", "agent")
+}

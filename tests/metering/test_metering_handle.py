@@ -5,6 +5,7 @@ its begin/end pair, its options validated once, and ``flush(timeout)`` saying wh
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 from collections.abc import Sequence
 from decimal import Decimal
@@ -119,6 +120,17 @@ def test_metering_and_its_options_do_not_mix() -> None:
         assert mw.metering is metering
     finally:
         metering.close()
+
+
+def test_the_shells_and_metering_share_one_set_of_defaults() -> None:
+    from agenthood_mw.metering._settings import settings_from_options
+
+    shell = inspect.signature(CostMeterMiddleware).parameters
+    settings = inspect.signature(settings_from_options).parameters
+    assert set(shell) - set(settings) == {"app", "metering", "agent"}
+    for name, param in settings.items():
+        expected = None if name == "prices" else param.default  # required unless metering=
+        assert shell[name].default == expected, name
 
 
 def test_options_are_validated_once_into_frozen_settings() -> None:
