@@ -17,7 +17,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from agenthood_mw import Identity, MemoryScope, current_meter
-from agenthood_mw.metering import CostMeterMiddleware, PriceTable
+from agenthood_mw.metering import Budget, CostMeterMiddleware, PriceTable
 from agenthood_mw.wsgi import CostMeterMiddleware as WSGICostMeterMiddleware
 
 from .conftest import PRICES
@@ -57,12 +57,24 @@ async def drive(app: Any, *, on_body: Any) -> list[Message]:
     return sent
 
 
-@pytest.mark.parametrize("ledger", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    ("ledger", "options"),
+    [
+        ("memory", {}),
+        ("sqlite", {}),
+        # begin_async / end_async: a token rate, budgets seeded from a database ledger
+        ("sqlite", {"tokens_per_minute": 10_000, "budgets": [Budget(limit="1.00")]}),
+    ],
+    ids=["memory", "sqlite", "sqlite-budget-token-rate"],
+)
 async def test_asgi_run_is_in_the_ledger_when_the_final_body_reaches_the_server(
-    ledger: str, tmp_path: Any
+    ledger: str, options: dict[str, Any], tmp_path: Any
 ) -> None:
     url = "memory://" if ledger == "memory" else f"sqlite:///{tmp_path}/costs.db"
-    mw = CostMeterMiddleware(streaming_app, prices=PriceTable(PRICES), ledger=url, on_alert=None)
+    mw = CostMeterMiddleware(
+        streaming_app, prices=PriceTable(PRICES), ledger=url, on_alert=None, **options
+    )
+    assert mw.metering.awaits is bool(options)
     seen: list[tuple[bool, int]] = []
 
     async def on_body(message: Message) -> None:
