@@ -119,10 +119,7 @@ class CostMeterMiddleware(MeterShell):
             await self.app(scope, receive, send)
             return
         agent = metering.agent_of_path(path) if self._agent is None else self._agent(scope)
-        if metering.awaits:
-            meter = await metering.begin_async(scope.get("user"), path, agent)
-        else:
-            meter = metering.begin(scope.get("user"), path, agent)
+        meter = await metering.begin_async(scope.get("user"), path, agent)
         if isinstance(meter, HTTPError):
             await send_error(scope, send, meter)
             return
@@ -140,7 +137,8 @@ class CostMeterMiddleware(MeterShell):
             await exchange.end(error.status)
             await send_error(scope, send, error)
         except BaseException as exc:
-            meter.record_error(exc)
+            if not exchange.ended:  # else the run is over (a 5xx recorded it, see _Exchange)
+                meter.record_error(exc)
             raise
         finally:
             _current.reset(token)
@@ -205,7 +203,7 @@ class _Exchange:
             self.status = message["status"]
         return self._send(message)
 
-    def _end_then_send(self, message: Message) -> Awaitable[None]:
+    async def _end_then_send(self, message: Message) -> None:
         status = self.status
         if status is not None and status >= 500:
             # An error response sent while an exception is handled (Starlette's
@@ -214,20 +212,10 @@ class _Exchange:
             handled = sys.exc_info()[1]
             if handled is not None:
                 self.meter.record_error(handled)
-        if self.metering.awaits:
-            return self._end_async_then_send(message)
-        self.ended = True
-        self.metering.end(self.meter, status)
-        return self._send(message)
-
-    async def _end_async_then_send(self, message: Message) -> None:
-        await self.end(self.status)
+        await self.end(status)
         await self._send(message)
 
     async def end(self, status: int | None) -> None:
         """End the run (once; the caller checked :attr:`ended`)."""
         self.ended = True
-        if self.metering.awaits:
-            await self.metering.end_async(self.meter, status)
-        else:
-            self.metering.end(self.meter, status)
+        await self.metering.end_async(self.meter, status)
