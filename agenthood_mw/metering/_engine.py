@@ -233,10 +233,7 @@ class Metering:
             },
         )
 
-    def _guard(self, holds: tuple[Hold, ...]) -> Callable[[int], float | None] | None:
-        if not holds:
-            return None
-
+    def _guard(self, holds: tuple[Hold, ...]) -> Callable[[int], float | None]:
         def guard(spent: int) -> float | None:
             refusal = self.budget_store.extend(holds, spent, self.clock())
             return None if refusal is None else refusal.retry_after
@@ -380,7 +377,7 @@ class Metering:
             self.thinking_budget,
             self.thinking_budgets,
             self.clock,
-            self._guard(holds),
+            self._guard(holds) if holds else None,
             path,
         )
         if holds:
