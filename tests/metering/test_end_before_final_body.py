@@ -74,6 +74,7 @@ async def test_asgi_run_is_in_the_ledger_when_the_final_body_reaches_the_server(
     mw = CostMeterMiddleware(
         streaming_app, prices=PriceTable(PRICES), ledger=url, on_alert=None, **options
     )
+    assert mw.metering.awaits is bool(options)
     seen: list[tuple[bool, int]] = []
 
     async def on_body(message: Message) -> None:
