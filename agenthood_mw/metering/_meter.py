@@ -211,8 +211,9 @@ class Meter:
         the engine has already validated (``agent`` ``None`` or a non-empty string, ``scope`` a
         :class:`MemoryScope`), defaults left on the class.
 
-        Kept for speed, measured: ``Meter(...)`` instead costs 0.6 µs more per request, 4 % of
-        the full stack (``benchmarks/bench_metering.py --cpu``; see the CHANGELOG entry).
+        Kept for speed, measured: ``Meter(...)`` instead costs 0.9-1.4 µs more per request,
+        5-8 % of the full stack's 16 µs (in-process A/B of the two constructors, CPU time, the
+        harness of ``benchmarks/bench_metering.py --cpu``).
         """
         self = object.__new__(cls)
         self.scope = scope
