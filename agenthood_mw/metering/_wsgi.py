@@ -26,9 +26,9 @@ class CostMeterMiddleware(MeterShell):
     """WSGI twin of :class:`agenthood_mw.metering.CostMeterMiddleware` (same keywords).
 
     The identity is read from ``environ["agenthood.identity"]``; the meter is at
-    ``environ["agenthood.state"]["meter"]`` and ``current_meter()``. The run is settled when the
-    server closes the response iterable (so streamed bodies and client disconnects are charged).
-    ``agent`` receives the WSGI ``environ``.
+    ``environ["agenthood.state"]["meter"]`` and ``current_meter()``. The run is ended (settled
+    and handed to the ledger) before the server gets the body's last chunk, or when it closes
+    the response iterable (a client that went away). ``agent`` receives the WSGI ``environ``.
     """
 
     _app_kind = "WSGI"
