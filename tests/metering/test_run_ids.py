@@ -11,7 +11,7 @@ import threading
 from agenthood_mw.metering._meter import new_run_id
 
 
-def test_ids_are_32_hex_digits_and_unique_across_refills() -> None:
+def test_ids_are_32_hex_digits_and_unique() -> None:
     ids = [new_run_id() for _ in range(5 * 128 + 7)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
@@ -60,7 +60,6 @@ def _child_ids(queue: multiprocessing.Queue[list[str]]) -> None:
 
 def test_a_forked_worker_never_repeats_its_parents_ids() -> None:
     parent = [new_run_id() for _ in range(300)]
-    new_run_id()  # ids already drawn and waiting in the parent are dropped by the children
     context = multiprocessing.get_context("fork")
     queue: multiprocessing.Queue[list[str]] = context.Queue()
     workers = [context.Process(target=_child_ids, args=(queue,)) for _ in range(2)]
@@ -69,6 +68,6 @@ def test_a_forked_worker_never_repeats_its_parents_ids() -> None:
     children = [queue.get(timeout=30) for _ in workers]
     for w in workers:
         w.join(timeout=30)
-    after = [new_run_id() for _ in range(300)]  # what the parent hands out after the fork
+    after = [new_run_id() for _ in range(300)]  # the parent after the fork
     every = parent + after + [i for c in children for i in c]
     assert len(set(every)) == len(every)
