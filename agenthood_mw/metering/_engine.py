@@ -7,6 +7,7 @@ token rate), open a :class:`Meter`, and hand the finished meter back.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,8 @@ def agent_from_path(path: str) -> str | None:
     return None
 
 
+_OPTIONS = frozenset(inspect.signature(settings_from_options).parameters)
+
 #: Bound of the scope cache (one entry per (tenant, user)) and of the path -> agent cache.
 _MAX_SCOPES = 10_000
 _MAX_PATHS = 1024
@@ -75,6 +78,11 @@ class Metering:
     """
 
     def __init__(self, **options: Any) -> None:
+        for name in options:
+            if name not in _OPTIONS:
+                raise TypeError(f"{name}: not an option of Metering (see CostMeterMiddleware)")
+        if "prices" not in options:
+            raise TypeError("prices: required (a PriceTable or a mapping of model prices)")
         settings = settings_from_options(**options)
         self.settings = settings
         self.agents = settings.agents

@@ -138,6 +138,10 @@ def test_options_are_validated_once_into_frozen_settings() -> None:
         Metering(prices=PRICES, budgets=[Budget(limit="1.00", per="agent")])
     with pytest.raises(TypeError, match=r"^cost_header"):
         Metering(prices=PRICES, cost_header="yes")
+    with pytest.raises(TypeError, match=r"^ledgr: not an option of Metering"):
+        Metering(prices=PRICES, ledgr="memory://")
+    with pytest.raises(TypeError, match=r"^prices: required"):
+        Metering(ledger="memory://")
     metering = Metering(prices=PRICES, exempt_paths=["/health"], agents=["scribe"])
     try:
         settings = metering.settings
