@@ -23,6 +23,7 @@ EXPECTED_TOP_LEVEL = {
     "MemoryBackend",
     "MemoryScope",
     "Meter",
+    "Metering",
     "OfflineProvider",
     "OpenAICompatibleProvider",
     "PriceTable",

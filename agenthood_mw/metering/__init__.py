@@ -2,6 +2,8 @@
 
 ``CostMeterMiddleware`` (ASGI; the WSGI twin is in :mod:`agenthood_mw.wsgi`) opens one
 :class:`Meter` per request (``current_meter()``); agents report usage with ``meter.record(...)``.
+Both shells meter through a :class:`Metering` (``begin`` / ``end``), which a user may build
+first and pass as ``metering=`` to keep a handle on it.
 Money is ``Decimal`` in and integer nano-dollars stored. See ``docs/cost-metering.md``.
 """
 
@@ -12,6 +14,7 @@ from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw.metering._alerts import LoggingAlertSink, SpikeAlert, WebhookAlertSink
 from agenthood_mw.metering._asgi import CostMeterMiddleware
 from agenthood_mw.metering._budget import Budget
+from agenthood_mw.metering._engine import Metering
 from agenthood_mw.metering._estimator import CostEstimator
 from agenthood_mw.metering._ledger import Ledger, MemoryLedger, Spend
 from agenthood_mw.metering._ledger_sql import PostgresLedger, SQLiteLedger, ledger_from_url
@@ -24,6 +27,7 @@ from agenthood_mw.metering._meter import (
 )
 from agenthood_mw.metering._prices import PriceTable, UnknownModelError
 from agenthood_mw.metering._records import RunRecord, Totals, UsageEvent
+from agenthood_mw.metering._settings import MeteringSettings
 from agenthood_mw.metering._traces import (
     MemoryTraceStore,
     PostgresTraceStore,
@@ -51,6 +55,8 @@ __all__ = [
     "MemoryLedger",
     "MemoryTraceStore",
     "Meter",
+    "Metering",
+    "MeteringSettings",
     "PostgresLedger",
     "PostgresTraceStore",
     "PriceTable",

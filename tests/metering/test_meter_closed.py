@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,47 @@ def test_concurrent_records_are_either_in_the_run_or_refused() -> None:
     assert run.totals.total_cost == sum(accepted, Decimal(0))
     assert not any(t.is_alive() for t in threads)
     assert len(refused) <= 4
+
+
+CACHED_PRICES = {"claude": {"input": "3.00", "output": "15.00", "cache_write": "3.75"}}
+
+
+class FinishingPrices(PriceTable):
+    """Finishes the meter while ``record()`` prices the call: the run ends concurrently, after
+    ``record()`` saw it open and before it takes the lock (the late path under the lock)."""
+
+    meter: Meter | None = None
+
+    def price(self, model: str, provider: str | None = None) -> Any:
+        if self.meter is not None and not self.meter.closed:
+            self.meter.finish(status=200)
+        return super().price(model, provider)
+
+
+@pytest.mark.parametrize("race", [False, True], ids=["after-finish", "finish-during-record"])
+def test_late_usage_is_logged_with_its_real_cache_counts(
+    race: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 #10: the late path under the lock logged ``cache_creation=0`` (and priced it so)
+    where the real count was known. Both late paths now log every count and the real cost."""
+    prices = FinishingPrices(CACHED_PRICES)
+    meter = Meter(prices=prices, scope=SCOPE)
+    if race:
+        prices.meter = meter
+    else:
+        meter.finish(status=200)
+    with (
+        caplog.at_level(logging.ERROR, logger="agenthood_mw.metering"),
+        pytest.raises(BudgetExhausted),
+    ):
+        meter.record(
+            model="claude",
+            input_tokens=3000,
+            output_tokens=100,
+            cached_input_tokens=0,
+            cache_creation_input_tokens=2000,
+        )
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "cache_creation_input_tokens=2000" in message
+    # 1000 * $3/M + 2000 * $3.75/M + 100 * $15/M = 0.003 + 0.0075 + 0.0015
+    assert "cost=0.012 " in message

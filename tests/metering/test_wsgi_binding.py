@@ -70,7 +70,9 @@ def test_streamed_body_sees_the_meter_and_nothing_leaks(close: bool) -> None:
         alice = MemoryScope.for_identity(Identity(user_id="alice")).storage_key
         spent = mw.ledger.spend_between("user", alice, 0, 2**40)
         # 30 input tokens at $1/M + 15 output tokens at $2/M = $0.00006, recorded in the body.
-        assert spent == (60_000 if close else 0)  # settled (charged) when the body is closed
+        # Settled when the body is exhausted, before the server completes the response (issue
+        # 11): also when a server never calls close() (it used to be settled only by close()).
+        assert spent == 60_000
     finally:
         mw.close()
 
