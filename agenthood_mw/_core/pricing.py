@@ -25,8 +25,8 @@ from typing import Final
 __all__ = [
     "ATTO_PER_NANO",
     "NANOS_PER_DOLLAR",
-    "ModelPrice",
     "SERVICE_TIER_ALIASES",
+    "ModelPrice",
     "Usage",
     "cost_nanos",
     "cost_nanos_of",

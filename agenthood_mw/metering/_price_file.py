@@ -123,10 +123,10 @@ class _Converter:
 class LoadReport:
     """What loading a LiteLLM price file did (``PriceTable.report``).
 
-    ``loaded`` entries have a token price; ``aliases`` resolved to one; ``skipped`` maps each
-    entry without a usable token price to the reason; ``ignored_keys`` counts price keys the
-    table does not apply (per image, per second, per character, audio tokens ...);
-    ``rounded`` counts prices finer than 10⁻¹⁸ $/token rounded half-even.
+    ``loaded`` entries have a token price of their own; ``aliases`` resolved to one;
+    ``skipped`` maps each entry without a usable token price to the reason; ``ignored_keys``
+    counts price keys the table does not apply (per image, per second, per character, audio
+    tokens ...); ``rounded`` counts distinct prices finer than 10⁻¹⁸ $/token rounded half-even.
     """
 
     loaded: int = 0
@@ -138,7 +138,7 @@ class LoadReport:
     def summary(self) -> str:
         """One line for the log."""
         reasons = Counter(self.skipped.values())
-        parts = [f"{self.loaded} models priced ({self.aliases} aliases)"]
+        parts = [f"{self.loaded + self.aliases} models priced ({self.aliases} aliases)"]
         if self.skipped:
             detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common(4))
             parts.append(f"{len(self.skipped)} entries skipped ({detail})")
@@ -224,7 +224,9 @@ def _from_tiered_pricing(tiers: list[Any], conv: _Converter) -> ModelPrice | Non
         if not isinstance(tier, Mapping):
             return None
         bounds = tier.get("range")
-        rates = {info[0]: conv(v) for k, v in tier.items() if (info := _key_info(k)) and v is not None}
+        rates = {
+            info[0]: conv(v) for k, v in tier.items() if (info := _key_info(k)) and v is not None
+        }
         if not isinstance(bounds, list) or not bounds or not rates.keys() & {"input", "output"}:
             return None
         start = int(Decimal(str(bounds[0])))

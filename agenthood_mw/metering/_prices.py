@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from decimal import Decimal
 from importlib import resources
 from typing import Any, Final, Literal
 

@@ -165,7 +165,12 @@ LITELLM_CASES: list[tuple[str, str, Usage, str | None]] = [
         Usage(123_457, 9_876),
         None,
     ),
-    ("deepseek-chat cached", "deepseek/deepseek-chat", Usage(5_000, 500, cached_input_tokens=2_000), None),
+    (
+        "deepseek-chat cached",
+        "deepseek/deepseek-chat",
+        Usage(5_000, 500, cached_input_tokens=2_000),
+        None,
+    ),
     ("mistral-large", "mistral/mistral-large-latest", Usage(5_000, 500), None),
     ("groq gpt-oss-120b", "groq/openai/gpt-oss-120b", Usage(5_000, 500), None),
     ("kyma qwen 256k tier", "kyma/qwen-3.6-plus", Usage(256_001, 10), None),
@@ -173,7 +178,12 @@ LITELLM_CASES: list[tuple[str, str, Usage, str | None]] = [
     ("vertex gemini-2.5-pro", "vertex_ai/gemini-2.5-pro", Usage(250_000, 1_000), None),
     ("azure gpt-4o", "azure/gpt-4o", Usage(1234, 567), None),
     ("bedrock haiku-4-5", "anthropic.claude-haiku-4-5-20251001-v1:0", Usage(4_000, 400), None),
-    ("groq gpt-oss-20b cached", "groq/openai/gpt-oss-20b", Usage(5_000, 500, cached_input_tokens=1_000), None),
+    (
+        "groq gpt-oss-20b cached",
+        "groq/openai/gpt-oss-20b",
+        Usage(5_000, 500, cached_input_tokens=1_000),
+        None,
+    ),
     ("zero output", "gpt-4o", Usage(1, 0), None),
     ("zero everything", "gpt-4o", Usage(0, 0), None),
 ]
@@ -227,7 +237,9 @@ def test_there_are_at_least_60_litellm_cases() -> None:
     assert set(LITELLM_DEVIATIONS) <= {case[0] for case in LITELLM_CASES}
 
 
-@pytest.mark.parametrize(("case", "model", "usage", "tier"), LITELLM_CASES, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("case", "model", "usage", "tier"), LITELLM_CASES, ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_litellm_cost_per_token_agrees(
     table: PriceTable, case: str, model: str, usage: Usage, tier: str | None
 ) -> None:
