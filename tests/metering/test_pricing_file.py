@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import subprocess
@@ -16,8 +17,12 @@ from agenthood_mw._core.pricing import ModelPrice, Usage, cost_nanos, cost_nanos
 from agenthood_mw.memory import MemoryScope
 from agenthood_mw.metering import Meter, PriceTable, UnknownModelError
 
-litellm_dir = pytest.importorskip("litellm").__path__[0]
-PRICE_FILE = Path(litellm_dir) / "model_prices_and_context_window_backup.json"
+_spec = importlib.util.find_spec("litellm")  # located, not imported (it is slow to import)
+if _spec is None or not _spec.submodule_search_locations:
+    pytest.skip("litellm (test extra) is not installed", allow_module_level=True)
+PRICE_FILE = (
+    Path(_spec.submodule_search_locations[0]) / "model_prices_and_context_window_backup.json"
+)
 TOKEN_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 
