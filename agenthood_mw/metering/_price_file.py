@@ -100,11 +100,11 @@ class _Converter:
         self.rounded = 0
 
     def __call__(self, value: object) -> int:
-        hit = self.memo.get(value) if isinstance(value, (str, Decimal, int, float)) else None
-        if hit is not None:
-            return hit
         if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
             raise ValueError(f"not a number: {value!r}")
+        hit = self.memo.get(value)
+        if hit is not None:
+            return hit
         try:
             amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
         except InvalidOperation:
@@ -225,7 +225,9 @@ def _from_tiered_pricing(tiers: list[Any], conv: _Converter) -> ModelPrice | Non
             return None
         bounds = tier.get("range")
         rates = {
-            info[0]: conv(v) for k, v in tier.items() if (info := _key_info(k)) and v is not None
+            info[0]: conv(v)
+            for k, v in tier.items()
+            if (info := _key_info(k)) and info[1:] == (None, None) and v is not None
         }
         if not isinstance(bounds, list) or not bounds or not rates.keys() & {"input", "output"}:
             return None

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Final, Literal
 
-from agenthood_mw._core.pricing import ModelPrice, Usage, cost_nanos
+from agenthood_mw._core.pricing import ModelPrice, Usage, cost_nanos, cost_nanos_of
 from agenthood_mw.metering._price_file import LoadReport, is_litellm_entry, parse_litellm_file
 
 __all__ = ["LoadReport", "PriceTable", "UnknownModelError"]
@@ -214,7 +214,29 @@ class PriceTable:
             "unknown='zero' / unknown='default'"
         )
 
-    def cost_nanos(self, model: str, usage: Usage, provider: str | None = None) -> int:
-        """The cost of ``usage`` on ``model`` in integer nano-dollars (long-context tier by
-        ``usage.input_tokens``, service tier by ``usage.service_tier``)."""
-        return cost_nanos(self.price(model, provider), usage)
+    def cost_nanos(
+        self,
+        model: str,
+        usage: Usage,
+        provider: str | None = None,
+        *,
+        service_tier: str | None = None,
+    ) -> int:
+        """The cost of ``usage`` on ``model`` in integer nano-dollars.
+
+        The long-context tier follows ``usage.input_tokens``; the service tier is
+        ``service_tier`` when given, else ``usage.service_tier`` (see docs/prices.md).
+        """
+        price = self.price(model, provider)
+        if service_tier is None:
+            return cost_nanos(price, usage)
+        return cost_nanos_of(
+            price,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens,
+            usage.reasoning_tokens,
+            usage.cache_creation_input_tokens,
+            written_1h=usage.cache_creation_1h_input_tokens,
+            service_tier=service_tier,
+        )

@@ -152,6 +152,7 @@ LITELLM_CASES: list[tuple[str, str, Usage, str | None]] = [
     ("qwen-turbo reasoning", "dashscope/qwen-turbo", Usage(1000, 1000, reasoning_tokens=400), None),
     ("qwen-flash tier 1", "dashscope/qwen-flash", Usage(256_000, 1_000), None),
     ("qwen-flash tier 2", "dashscope/qwen-flash", Usage(256_001, 1_000), None),
+    ("qwen-flash no input", "dashscope/qwen-flash", Usage(0, 1_000), None),
     (
         "qwen-plus tiered reasoning",
         "dashscope/qwen-plus-2025-07-28",
@@ -193,6 +194,10 @@ LITELLM_DEVIATIONS: dict[str, str] = {
     "gpt-5 batch": (
         "cost_per_token ignores service_tier='batch' (LiteLLM prices batches in its batch "
         "path); we apply the file's *_batches prices when the call says it ran as a batch"
+    ),
+    "qwen-flash no input": (
+        "with 0 input tokens LiteLLM selects no tiered_pricing tier and bills the entry's flat "
+        "keys, which a tiered-only entry lacks ($0); we bill the first tier's output price"
     ),
 }
 

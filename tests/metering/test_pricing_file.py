@@ -151,6 +151,9 @@ def test_service_tiers_select_their_prices_and_fall_back(table: PriceTable) -> N
     assert table.cost_nanos("gpt-5", with_tier("flex")) == 5_625_000
     assert table.cost_nanos("gpt-5", with_tier("batch")) == 5_625_000
     assert table.cost_nanos("gpt-5", with_tier("Priority")) == 22_500_000
+    # The keyword overrides the usage's own tier.
+    assert table.cost_nanos("gpt-5", with_tier("priority"), service_tier="flex") == 5_625_000
+    assert table.cost_nanos("gpt-5", usage, service_tier="priority") == 22_500_000
     # Unknown or standard tier names: the standard price.
     for tier in ("default", "auto", "scale", None):
         assert table.cost_nanos("gpt-5", with_tier(tier)) == 11_250_000
