@@ -123,3 +123,48 @@ def test_file_prices_round_half_even_to_one_atto_dollar(amount: Decimal) -> None
     stored = table.price("m").input
     assert abs(Decimal(stored) - exact) <= Decimal("0.5")
     assert stored == int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+litellm_keys = st.sampled_from(
+    [
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost_above_1hr",
+        "input_cost_per_token_above_200k_tokens",
+        "output_cost_per_token_priority",
+        "input_cost_per_token_above_128k_tokens_batches",
+        "tiered_pricing",
+        "alias_of",
+        "output_cost_per_image",
+        "mode",
+    ]
+)
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=10),
+        st.dictionaries(litellm_keys | st.text(max_size=10), json_values, max_size=5).map(
+            lambda e: {"litellm_provider": "x", **e}
+        ),
+        max_size=6,
+    )
+)
+def test_a_litellm_file_never_fails_the_load(data: dict[str, dict[str, object]]) -> None:
+    table = PriceTable(data)  # whatever the entries hold: skipped with a reason, never raised
+    assert set(table.models()) | set(table.report.skipped) == set(data) - {"sample_spec"}
+    for name in table.models():
+        price = table.price(name)
+        assert price.input >= 0 and price.output >= 0
