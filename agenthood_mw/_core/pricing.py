@@ -307,15 +307,14 @@ def _atto(
         price = price.for_service_tier(service_tier)
     if price.tiers:
         price = price.at(inp)
-    cached_price = price.input if price.cached_input is None else price.cached_input
-    write_price = price.input if price.cache_write is None else price.cache_write
-    write_1h_price = write_price if price.cache_write_1h is None else price.cache_write_1h
-    total = (
-        (inp - cached - written) * price.input
-        + cached * cached_price
-        + (written - written_1h) * write_price
-        + written_1h * write_1h_price
-    )
+    total = (inp - cached - written) * price.input
+    if cached:
+        total += cached * (price.input if price.cached_input is None else price.cached_input)
+    if written:
+        write_price = price.input if price.cache_write is None else price.cache_write
+        total += written * write_price
+        if written_1h and price.cache_write_1h is not None:
+            total += written_1h * (price.cache_write_1h - write_price)
     if price.reasoning is None:
         return total + out * price.output
     return total + (out - reasoning) * price.output + reasoning * price.reasoning
