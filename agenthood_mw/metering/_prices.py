@@ -30,7 +30,7 @@ class UnknownModelError(LookupError):
 
 #: The price snapshot shipped in the package (see docs/prices.md and data/NOTICE).
 SNAPSHOT: Final = "litellm_prices.json.gz"
-_snapshot_cache: dict[str, ModelPrice] | None = None
+_snapshot_cache: tuple[dict[str, ModelPrice], LoadReport] | None = None
 
 
 def _parse_short(name: str, entry: Mapping[str, Any]) -> ModelPrice:
@@ -157,10 +157,11 @@ class PriceTable:
         if _snapshot_cache is None:
             raw = resources.files("agenthood_mw.metering").joinpath("data", SNAPSHOT).read_bytes()
             data = json.loads(gzip.decompress(raw), parse_float=str)
-            _snapshot_cache, _ = parse_litellm_file(data)
+            _snapshot_cache = parse_litellm_file(data)
+        prices, report = _snapshot_cache
         table = cls({}, unknown=unknown, default=default)
-        table._table = dict(_snapshot_cache)
-        table.report = LoadReport(loaded=len(table._table))
+        table._table = dict(prices)
+        table.report = LoadReport(loaded=report.loaded, aliases=report.aliases)
         return table
 
     def update(self, prices: Mapping[str, Mapping[str, Any]]) -> None:

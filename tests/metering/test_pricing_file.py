@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import logging
 import subprocess
 import sys
 from decimal import ROUND_HALF_EVEN, Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +221,12 @@ def test_update_overrides_and_adds_prices(table: PriceTable) -> None:
 def test_default_snapshot_matches_the_file_it_was_cut_from(table: PriceTable) -> None:
     snap = PriceTable.default()
     assert snap.models() == table.models()
+    assert (snap.report.loaded, snap.report.aliases) == (3994, 98)
+    # The snapshot holds only what the table reads: nothing in it is skipped or ignored.
+    gz = resources.files("agenthood_mw.metering").joinpath("data", "litellm_prices.json.gz")
+    clean = PriceTable(json.loads(gzip.decompress(gz.read_bytes()), parse_float=str))
+    assert clean.report.skipped == {} and not clean.report.ignored_keys
+    assert len(clean) == len(snap)
     for name in table.models():
         assert snap.price(name) == table.price(name), name
 
