@@ -157,14 +157,13 @@ def _collect(
 ) -> dict[tuple[str, int | None, str | None], int]:
     rates: dict[tuple[str, int | None, str | None], int] = {}
     for key, value in entry.items():
+        if value is None or "cost" not in key:  # every price key says "cost"
+            continue
         info = _key_info(key)
         if info is None:
-            if "cost" in key and value is not None:
-                report.ignored_keys[key] += 1
-            continue
-        if value is None:
-            continue
-        rates[info] = conv(value)
+            report.ignored_keys[key] += 1
+        else:
+            rates[info] = conv(value)
     return rates
 
 
