@@ -132,7 +132,7 @@ def demo_prices(settings: Settings) -> PriceTable:
             own = PriceTable(data)
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise ConfigError(f"AGENTHOOD_PRICES: {path}: {exc}") from None
-        if len(own) == 0:
+        if not any(own.price(m).output or not own.price(m).input for m in own.models()):
             raise ConfigError(
                 f"AGENTHOOD_PRICES: {path} prices no chat model (need input and output prices)"
             )
