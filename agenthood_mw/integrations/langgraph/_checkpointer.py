@@ -181,7 +181,13 @@ class ScopedCheckpointer(BaseCheckpointSaver[int]):
 
     @property
     def backend(self) -> MemoryBackend:
+        """The memory backend the checkpoints are stored in."""
         return self._backend
+
+    @property
+    def fixed_scope(self) -> MemoryScope | None:
+        """The scope given at construction, or ``None`` (the caller's scope per call)."""
+        return self._scope
 
     # ------------------------------------------------------------------ codec
     def _dump(self, obj: object) -> builtins.list[str]:
