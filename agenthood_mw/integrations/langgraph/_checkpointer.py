@@ -396,6 +396,80 @@ class ScopedCheckpointer(BaseCheckpointSaver[int]):
             for rec in await self._records(scope, root + seg):
                 await self._backend.delete(scope, _TIER, rec.key)
 
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the caller's checkpoints (and their writes) whose metadata ``run_id`` is
+        one of ``run_ids``."""
+        await self._call(self._delete_for_runs(self.current_scope(), run_ids))
+
+    async def _delete_for_runs(self, scope: MemoryScope, run_ids: Sequence[str]) -> None:
+        wanted = {str(r) for r in run_ids}
+        if not wanted:
+            return
+        touched: set[tuple[str, str]] = set()
+        for rec in await self._records(scope, _CP):
+            if self._load(rec.value["metadata"]).get("run_id") in wanted:
+                tid, ns, cid = _split_key(rec.key, _CP, 3)
+                await self._drop_checkpoint(scope, tid, ns, cid)
+                touched.add((tid, ns))
+        for tid, ns in touched:
+            await self._reset_head(scope, tid, ns)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of the caller's thread ``source_thread_id`` to
+        their thread ``target_thread_id`` (both inside the caller's scope)."""
+        await self._call(
+            self._copy_thread(self.current_scope(), source_thread_id, target_thread_id)
+        )
+
+    async def _copy_thread(self, scope: MemoryScope, source: str, target: str) -> None:
+        src, dst = _seg(str(source), "thread_id") + "/", _seg(str(target), "thread_id") + "/"
+        for root in (_CP, _WR, _HEAD):
+            for rec in await self._records(scope, root + src):
+                value = rec.value
+                if root == _CP:
+                    tid, _, _ = _split_key(rec.key, _CP, 3)
+                    if not isinstance(value, dict) or value.get("thread_id") != tid:
+                        raise ScopeViolationError("checkpoint stored under another thread's key")
+                    value = {**value, "thread_id": str(target)}
+                key = root + dst + rec.key[len(root + src) :]
+                await self._backend.put(scope, _TIER, key, value)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune the caller's threads: ``"keep_latest"`` keeps the newest checkpoint of each
+        namespace (and its writes), ``"delete"`` removes the threads."""
+        await self._call(self._prune(self.current_scope(), thread_ids, strategy))
+
+    async def _prune(self, scope: MemoryScope, thread_ids: Sequence[str], strategy: str) -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"strategy must be 'keep_latest' or 'delete', got {strategy!r}")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                await self._delete_thread(scope, thread_id)
+                continue
+            newest: dict[str, str] = {}
+            ids: builtins.list[tuple[str, str]] = []
+            for rec in await self._records(scope, _CP + _seg(str(thread_id), "thread_id") + "/"):
+                _, ns, cid = _split_key(rec.key, _CP, 3)
+                ids.append((ns, cid))
+                newest[ns] = max(cid, newest.get(ns, cid))
+            for ns, cid in ids:
+                if cid != newest[ns]:
+                    await self._drop_checkpoint(scope, str(thread_id), ns, cid)
+
+    async def _drop_checkpoint(self, scope: MemoryScope, tid: str, ns: str, cid: str) -> None:
+        for rec in await self._records(scope, _wr_prefix(tid, ns, cid)):
+            await self._backend.delete(scope, _TIER, rec.key)
+        await self._backend.delete(scope, _TIER, _cp_key(tid, ns, cid))
+
+    async def _reset_head(self, scope: MemoryScope, tid: str, ns: str) -> None:
+        """Point the head of ``(tid, ns)`` at its newest remaining checkpoint (or drop it)."""
+        prefix = _CP + _path(tid, ns, "")
+        ids = [_split_key(rec.key, _CP, 3)[2] for rec in await self._records(scope, prefix)]
+        if ids:
+            await self._backend.put(scope, _TIER, _head_key(tid, ns), {"checkpoint_id": max(ids)})
+        else:
+            await self._backend.delete(scope, _TIER, _head_key(tid, ns))
+
     # ------------------------------------------------------------------ sync API
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._run(self._get_tuple(self.current_scope(), config))
@@ -431,6 +505,15 @@ class ScopedCheckpointer(BaseCheckpointSaver[int]):
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(self._delete_thread(self.current_scope(), thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run(self._delete_for_runs(self.current_scope(), run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._run(self._copy_thread(self.current_scope(), source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._run(self._prune(self.current_scope(), thread_ids, strategy))
 
     # ------------------------------------------------------------------ loop plumbing
     async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
