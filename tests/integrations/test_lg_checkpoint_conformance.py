@@ -52,10 +52,15 @@ CASES = sum(
 )
 
 
-async def _fill_neighbour(backend: MemoryBackend) -> None:
+def neighbour(n: int) -> MemoryScope:
+    """The n-th suite's neighbour (suites may share one PostgreSQL schema)."""
+    return NEIGHBOUR if n == 0 else MemoryScope.operator(user=f"alice-{n}", tenant="acme-corp")
+
+
+async def _fill_neighbour(backend: MemoryBackend, n: int) -> None:
     from langgraph.checkpoint.conformance.test_utils import put_test_checkpoints
 
-    other = ScopedCheckpointer(backend, scope=NEIGHBOUR)
+    other = ScopedCheckpointer(backend, scope=neighbour(n))
     await put_test_checkpoints(other, n_threads=3, n_checkpoints=3, namespaces=["", "child:1"])
     stored = await other.aget_tuple({"configurable": {"thread_id": "thread-0"}})
     assert stored is not None
@@ -68,14 +73,14 @@ async def _run(make: Callable[[], MemoryBackend]) -> CapabilityReport:
     @checkpointer_test(name="ScopedCheckpointer")
     async def factory() -> AsyncIterator[ScopedCheckpointer]:
         backend = make()
+        await _fill_neighbour(backend, len(backends))
         backends.append(backend)
-        await _fill_neighbour(backend)
         yield ScopedCheckpointer(backend, scope=ALICE)
 
     try:
         report = await validate(factory)
-        for backend in backends:  # the suite's deletes and prunes never reached the neighbour
-            other = ScopedCheckpointer(backend, scope=NEIGHBOUR)
+        for n, backend in enumerate(backends):  # deletes and prunes never reached a neighbour
+            other = ScopedCheckpointer(backend, scope=neighbour(n))
             assert len([t async for t in other.alist(None)]) == 18
         return report
     finally:
