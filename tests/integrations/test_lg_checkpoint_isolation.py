@@ -221,3 +221,26 @@ async def test_blocking_api_refuses_to_block_the_event_loop() -> None:
     saver = ScopedCheckpointer(InMemoryBackend(), scope=ALICE)
     with pytest.raises(RuntimeError, match="async API"):
         saver.get_tuple(cfg("t"))
+
+
+@pytest.mark.parametrize("facade", [False, True])
+def test_a_sync_graph_keeps_each_scope_in_its_own_thread(facade: bool) -> None:
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("echo", lambda state: {"messages": [("ai", "ok")]})
+    builder.add_edge(START, "echo")
+    sync = SyncMemory(InMemoryBackend()) if facade else None
+    graph = builder.compile(checkpointer=ScopedCheckpointer(sync or InMemoryBackend()))
+    config: Any = {"configurable": {"thread_id": "t"}}
+    try:
+        with ScopedCheckpointer.bind_scope(ALICE):
+            graph.invoke({"messages": [("user", "hi")]}, config)
+            graph.invoke({"messages": [("user", "again")]}, config)
+            assert len(graph.get_state(config).values["messages"]) == 4
+        with ScopedCheckpointer.bind_scope(BOB):
+            assert graph.get_state(config).values == {}
+            assert list(graph.get_state_history(config)) == []
+    finally:
+        if sync is not None:
+            sync.close()
