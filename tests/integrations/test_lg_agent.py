@@ -153,3 +153,17 @@ def test_construction_errors_name_the_option() -> None:
         LangGraphAgent(graph, name="x", checkpointer=fixed)
     with pytest.raises(ValueError, match="name"):
         LangGraphAgent(graph, name="", checkpointer=ScopedCheckpointer(backend))
+
+
+def test_the_graph_gets_the_scoped_checkpointer_and_the_store() -> None:
+    from langgraph.store.memory import InMemoryStore
+
+    graph = looping_graph()
+    saver = ScopedCheckpointer(InMemoryBackend())
+    store = InMemoryStore()
+    agent = LangGraphAgent(graph, name="loop/v1", checkpointer=saver, store=store)
+    assert agent.graph.checkpointer is saver
+    assert agent.graph.store is store
+    assert graph.checkpointer is None  # the caller's graph is left as it was
+    assert agent.thread_id("c-1") == "loop%2Fv1/c-1"
+    assert agent.thread_id(None) == "loop%2Fv1/default"
