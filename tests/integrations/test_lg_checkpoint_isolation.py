@@ -244,3 +244,32 @@ def test_a_sync_graph_keeps_each_scope_in_its_own_thread(facade: bool) -> None:
     finally:
         if sync is not None:
             sync.close()
+
+
+async def test_copy_prune_and_delete_for_runs_stay_in_the_scope() -> None:
+    backend = InMemoryBackend()
+    alice = ScopedCheckpointer(backend, scope=ALICE)
+    bob = ScopedCheckpointer(backend, scope=BOB)
+    await put(alice, "src", "alice-old")
+    await put(bob, "dst", "bob-target")
+    newest = await put(alice, "dst", "alice-newest")
+    # Bob copying Alice's thread id copies his own (empty) thread: nothing of Alice's.
+    await bob.acopy_thread("src", "mine")
+    assert await bob.aget_tuple(cfg("mine")) is None
+    # Alice copies an older thread onto one with a newer checkpoint: the head stays newest.
+    await alice.acopy_thread("src", "dst")
+    head = await alice.aget_tuple(cfg("dst"))
+    assert head is not None
+    assert head.config == newest
+    assert len(await everything(alice, "dst")) == 2
+    # prune and delete_for_runs never reach Bob's thread of the same id.
+    await alice.aprune(["dst"], strategy="keep_latest")
+    assert [t.config for t in await everything(alice, "dst")] == [newest]
+    await alice.adelete_for_runs(["run-that-is-not-there"])
+    await alice.aprune(["dst"], strategy="delete")
+    assert await everything(alice, "dst") == []
+    theirs = await bob.aget_tuple(cfg("dst"))
+    assert theirs is not None
+    assert theirs.checkpoint["channel_values"] == {"secret": "bob-target"}
+    with pytest.raises(ValueError, match="strategy"):
+        await alice.aprune(["dst"], strategy="everything")

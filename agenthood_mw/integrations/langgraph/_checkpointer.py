@@ -423,16 +423,20 @@ class ScopedCheckpointer(BaseCheckpointSaver[int]):
 
     async def _copy_thread(self, scope: MemoryScope, source: str, target: str) -> None:
         src, dst = _seg(str(source), "thread_id") + "/", _seg(str(target), "thread_id") + "/"
-        for root in (_CP, _WR, _HEAD):
+        namespaces: set[str] = set()
+        for root in (_CP, _WR):
             for rec in await self._records(scope, root + src):
                 value = rec.value
                 if root == _CP:
-                    tid, _, _ = _split_key(rec.key, _CP, 3)
+                    tid, ns, _ = _split_key(rec.key, _CP, 3)
                     if not isinstance(value, dict) or value.get("thread_id") != tid:
                         raise ScopeViolationError("checkpoint stored under another thread's key")
                     value = {**value, "thread_id": str(target)}
+                    namespaces.add(ns)
                 key = root + dst + rec.key[len(root + src) :]
                 await self._backend.put(scope, _TIER, key, value)
+        for ns in namespaces:  # the target's newest checkpoint may be its own, not a copy
+            await self._reset_head(scope, str(target), ns)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Prune the caller's threads: ``"keep_latest"`` keeps the newest checkpoint of each
