@@ -69,6 +69,8 @@ class RunContext:
         agent: the agent's name.
         partial_output: set it as work progresses; it becomes the output when the run is
             stopped by its budget or its timeout.
+        conversation_id: the request's optional ``conversationId`` (a name the caller picks
+            for a conversation; it only ever selects among the caller's own threads).
 
     Once the API asks the run to stop (``run_timeout`` reached, the request cancelled),
     :attr:`stop_requested` is set and :meth:`step`, :meth:`complete` and :meth:`call` raise
@@ -86,6 +88,7 @@ class RunContext:
     run_id: str
     agent: str
     partial_output: str = ""
+    conversation_id: str | None = None
     _stop_reason: str | None = field(default=None, init=False, repr=False)
 
     @property

@@ -78,6 +78,14 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                                 "maxSeconds": _range("number", "maxSeconds"),
                             },
                         },
+                        "conversationId": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 128,
+                            "description": "Names one of the caller's conversations (agents "
+                            "that keep threads, e.g. LangGraphAgent, keep one per user and "
+                            "conversation).",
+                        },
                     },
                 },
                 "RunResponse": {

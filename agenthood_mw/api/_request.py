@@ -48,7 +48,9 @@ BUDGET_RANGES: Final[dict[str, tuple[int | Decimal, int | Decimal]]] = {
 }
 #: Deepest JSON nesting accepted in a run request (a valid request needs two levels).
 MAX_JSON_DEPTH: Final = 32
-_ALLOWED_TOP: Final = frozenset({"task", "budget"})
+_ALLOWED_TOP: Final = frozenset({"task", "budget", "conversationId"})
+#: Longest accepted ``conversationId`` (characters).
+MAX_CONVERSATION_ID: Final = 128
 #: Control characters refused in a task: C0 (except tab, line feed, carriage return), DEL, C1.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 #: JSON strings (skipped whole, so their brackets do not count) and brackets.
@@ -82,6 +84,7 @@ class RunRequest:
     task: str
     budget: Mapping[str, Any] = field(default_factory=dict)
     thinking_budget: ThinkingBudget | None = None
+    conversation_id: str | None = None
 
 
 def check_content_type(value: str | None) -> None:
@@ -241,10 +244,32 @@ def parse_run_request(body: bytes, *, max_task_chars: int) -> RunRequest:
     unknown = sorted(set(data) - _ALLOWED_TOP)
     if unknown:
         raise _unprocessable(
-            "invalid_request", f"unknown field {unknown[0][:40]!r}; allowed: task, budget"
+            "invalid_request",
+            f"unknown field {unknown[0][:40]!r}; allowed: task, budget, conversationId",
         )
     if "task" not in data:
         raise _unprocessable("invalid_task", "'task' is required")
     task = _check_task(data["task"], max_task_chars)
     budget = _budget(data.get("budget"))
-    return RunRequest(task=task, budget=budget, thinking_budget=_thinking_budget(budget))
+    return RunRequest(
+        task=task,
+        budget=budget,
+        thinking_budget=_thinking_budget(budget),
+        conversation_id=_conversation_id(data.get("conversationId")),
+    )
+
+
+def _conversation_id(value: object) -> str | None:
+    """An optional conversation name (the agent keeps one thread per user and conversation)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_CONVERSATION_ID
+        or not value.isprintable()
+    ):
+        raise _unprocessable(
+            "invalid_request",
+            f"'conversationId' must be a string of 1 to {MAX_CONVERSATION_ID} printable characters",
+        )
+    return value

@@ -161,6 +161,7 @@ async def run_agent(
     provider: LLMProvider,
     run_timeout: float | None,
     stop_grace: float = 5.0,
+    conversation_id: str | None = None,
 ) -> dict[str, Any]:
     """Run ``agent`` on ``task`` for ``identity``; return the response JSON object.
 
@@ -186,6 +187,7 @@ async def run_agent(
         provider=provider,
         run_id=meter.run_id,
         agent=agent.name,
+        conversation_id=conversation_id,
     )
     data: dict[str, Any] = {}
     stop_reason = COMPLETED

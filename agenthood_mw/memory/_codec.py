@@ -55,6 +55,8 @@ MAX_LIMIT: Final = 1000
 _MAX_DEPTH: Final = 64
 _MAX_TERMS: Final = 16
 _BAD_KEY_CATEGORIES: Final = frozenset({"Cc", "Cs", "Zl", "Zp"})
+#: Exactly the code points of Unicode category ``Cc`` (C0, DEL, C1).
+_CONTROL_CHARS: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 _EVENT_CURSOR = re.compile(r"[0-9a-f]{40}")
 
 
@@ -193,7 +195,7 @@ def _leaves(value: Any, out: list[str]) -> None:
 def _fold(text: str) -> str:
     folded = text.casefold()
     if not folded.isprintable():
-        folded = "".join(" " if unicodedata.category(c) == "Cc" else c for c in folded)
+        folded = _CONTROL_CHARS.sub(" ", folded)
     return folded
 
 
