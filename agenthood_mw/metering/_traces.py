@@ -56,6 +56,16 @@ CREATE INDEX IF NOT EXISTS {i}traces_scope_started ON {t}traces (scope_key, star
 """
 
 
+_TRACE_COLUMNS = (
+    ("scope_key", "text"),
+    ("run_id", "text"),
+    ("started_at", "float8"),
+    ("ended_at", "float8"),
+    ("agent", "text"),
+    ("data", "text"),
+)
+
+
 def _retention(value: object) -> float | None:
     if value is None:
         return None
@@ -414,16 +424,8 @@ class _SQLTraceStore(TraceStore):
             )
             for r in runs
         ]
-        self._db.write(
-            (),
-            bulk=[
-                (
-                    "INSERT INTO {t}traces (scope_key, run_id, started_at, ended_at, agent, data) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                    rows,
-                )
-            ],
-        )
+        with self._db.transaction() as tx:
+            tx.insert("traces", _TRACE_COLUMNS, rows)
 
     def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
         rows = self._db.query(
