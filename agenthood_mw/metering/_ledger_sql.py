@@ -7,7 +7,6 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode
 
 from agenthood_mw._core.spikes import History, day_of
 from agenthood_mw._core.urls import redact
@@ -21,10 +20,12 @@ from agenthood_mw.metering._records import (
     as_counted,
 )
 from agenthood_mw.metering._sql import (
+    DEFAULT_SPOOL,
     Database,
     PostgresDatabase,
     SQLiteDatabase,
     split_pg_url,
+    split_spool_param,
     sqlite_path_from_url,
 )
 
@@ -268,10 +269,6 @@ class SQLLedger(Ledger):
             self._db.close()
 
 
-#: ``spool_dir`` default: next to the SQLite file; a per-database directory for PostgreSQL.
-DEFAULT_SPOOL: Final = "default"
-
-
 def _spool_option(value: object) -> str | None:
     if value is None or value == DEFAULT_SPOOL:
         return None if value is None else DEFAULT_SPOOL
@@ -342,21 +339,6 @@ class PostgresLedger(SQLLedger):
         self.spool_dir = spool
 
 
-def _split_spool(url: str) -> tuple[str, str | None]:
-    """Remove the ``spool_dir=`` query parameter (``off``: no spool) from a ledger URL."""
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url, DEFAULT_SPOOL
-    spool: str | None = DEFAULT_SPOOL
-    kept = []
-    for k, v in parse_qsl(query, keep_blank_values=True):
-        if k == "spool_dir":
-            spool = None if v in ("", "off", "none") else v
-        else:
-            kept.append((k, v))
-    return (base + "?" + urlencode(kept)) if kept else base, spool
-
-
 def ledger_from_url(url: str) -> Ledger:
     """A ledger from a URL: ``memory://``, ``sqlite:///costs.db`` (relative),
     ``sqlite:////abs/costs.db`` or ``postgresql://user@host/db[?schema=name]``; the query
@@ -369,10 +351,10 @@ def ledger_from_url(url: str) -> Ledger:
         return MemoryLedger()
     try:
         if url.startswith("sqlite://"):
-            path, spool = _split_spool(url)
+            path, spool = split_spool_param(url)
             return SQLiteLedger(sqlite_path_from_url(path), spool_dir=spool)
         if url.startswith(("postgresql://", "postgres://")):
-            rest, spool = _split_spool(url)
+            rest, spool = split_spool_param(url)
             dsn, schema = split_pg_url(rest)
             return PostgresLedger(dsn, schema=schema, spool_dir=spool)
     except ValueError as exc:

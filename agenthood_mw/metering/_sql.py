@@ -25,6 +25,7 @@ __all__ = [
     "SQLiteDatabase",
     "Transaction",
     "split_pg_url",
+    "split_spool_param",
     "sqlite_path_from_url",
 ]
 
@@ -51,6 +52,26 @@ def sqlite_path_from_url(url: str) -> str:
     if not path:
         raise ValueError(f"{url!r}: the SQLite URL names no file")
     return path
+
+
+#: ``spool_dir`` default: next to the SQLite file; a per-database directory for PostgreSQL.
+DEFAULT_SPOOL = "default"
+
+
+def split_spool_param(url: str) -> tuple[str, str | None]:
+    """Remove the ``spool_dir=`` query parameter (``off``: no spool) from a store URL;
+    returns the URL and the spool directory (:data:`DEFAULT_SPOOL` when absent)."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, DEFAULT_SPOOL
+    spool: str | None = DEFAULT_SPOOL
+    kept = []
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k == "spool_dir":
+            spool = None if v in ("", "off", "none") else v
+        else:
+            kept.append((k, v))
+    return (base + "?" + urlencode(kept)) if kept else base, spool
 
 
 def split_pg_url(url: str) -> tuple[str, str | None]:

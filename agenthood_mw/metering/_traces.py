@@ -28,6 +28,7 @@ from agenthood_mw.metering._sql import (
     PostgresDatabase,
     SQLiteDatabase,
     split_pg_url,
+    split_spool_param,
     sqlite_path_from_url,
 )
 
@@ -497,6 +498,7 @@ def trace_store_from_url(url: str, *, retention: object = "30d") -> TraceStore:
         raise TypeError("traces: expected a URL string or a TraceStore")
     if url == "memory://":
         return MemoryTraceStore(retention=retention)
+    url = split_spool_param(url)[0]  # a ledger URL's spool option: the recorder's, not ours
     try:
         if url.startswith("sqlite://"):
             return SQLiteTraceStore(sqlite_path_from_url(url), retention=retention)
