@@ -49,7 +49,7 @@ class Recorder:
         monitor: SpikeMonitor | None,
         exporter: Callable[[RunRecord], None] | None,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         linger: float = 0.02,
     ) -> None:
         self.ledger = ledger
