@@ -148,6 +148,8 @@ class Recorder:
             stored = False
             try:
                 stored = self._process(batch)
+            except Exception:  # a bug in a store or sink must not stop the writer
+                logger.exception("writing %d runs failed", len(batch))
             finally:
                 with self._cond:
                     spool = self._spool
@@ -159,7 +161,7 @@ class Recorder:
                     self._pending -= len(batch)
                     self._cond.notify_all()
 
-    def _process(self, batch: Sequence[RunRecord], *, export: bool = True) -> bool:
+    def _process(self, batch: Sequence[RunRecord]) -> bool:
         """Write ``batch`` to the ledger, then (as the ledger counted it) to the trace store,
         the spike monitor and the exporter; False when the ledger refused it."""
         statuses = self._write_ledger(batch)
@@ -172,10 +174,7 @@ class Recorder:
                 self.traces.write_new_runs(runs)
             except Exception:
                 logger.exception("writing %d run traces failed", len(batch))
-        if export:
-            self._after(runs, new)
-        elif self.monitor is not None and any(new):
-            self._after(runs, new)  # the monitor only (``exporter`` needs ``export``)
+        self._after(runs, new)
         return True
 
     def _recover(self) -> None:
@@ -187,7 +186,7 @@ class Recorder:
             for path, runs, claim in self._spool.orphans():
                 stored = True
                 for i in range(0, len(runs), self.batch_size):
-                    if not self._process(runs[i : i + self.batch_size], export=False):
+                    if not self._process(runs[i : i + self.batch_size]):
                         stored = False
                         break
                 claim.release(stored)

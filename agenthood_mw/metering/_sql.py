@@ -328,8 +328,13 @@ class PostgresDatabase(Database):
     def transaction(self) -> Iterator[Transaction]:
         with self._pool.connection() as conn:
             tx = _PostgresTransaction(self, conn)
-            with conn.transaction():
-                yield tx
+            try:
+                with conn.transaction():
+                    yield tx
+            except BaseException:
+                # E.g. a pool reset dropped the session's staging tables: create them again.
+                self._staged = {k for k in self._staged if k[0] != tx.pid}
+                raise
             self._staged.update(tx.staged)
 
     def script(self, sql: str) -> None:
@@ -350,13 +355,13 @@ class _PostgresTransaction(Transaction):
 
     def __init__(self, db: PostgresDatabase, conn: Any) -> None:
         self._db, self._conn = db, conn
-        self._pid: int = conn.info.backend_pid
+        self.pid: int = conn.info.backend_pid
         self.staged: list[tuple[int, str]] = []
         self._used: set[str] = set()
 
     def _stage(self, table: str) -> str:
         name = f"_agenthood_stage_{self._db.index_prefix}{table}"
-        key = (self._pid, name)
+        key = (self.pid, name)
         if key not in self._db._staged and key not in self.staged:
             self._conn.execute(
                 self._db.sql(
