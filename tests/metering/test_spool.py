@@ -246,3 +246,28 @@ def test_postgres_default_spool_is_per_database(
     for led in (a, b):
         led.close_sync()
     assert Decimal(run.totals.cost_text) > 0
+
+
+def test_a_full_disk_is_logged_once_and_the_runs_still_reach_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ledger = SQLiteLedger(str(tmp_path / "costs.db"))
+    recorder = Recorder(ledger, None, None, None)
+    monkeypatch.setattr(os, "posix_fallocate", no_space)  # the disk fills up
+    runs = [make_run(i) for i in range(3)]
+    with caplog.at_level("ERROR", logger="agenthood_mw.metering"):
+        for run in runs:
+            recorder.submit(run)
+    errors = [r for r in caplog.records if "cannot append to the metering spool" in r.message]
+    assert len(errors) == 1  # once, not per request
+    assert spool_files(tmp_path / "costs.db.spool") == []  # no half-made file
+    assert recorder.flush() is True
+    spend = ledger.spend_between("user", ALICE.storage_key, 0, float("inf"))
+    assert spend == sum(r.totals.cost_nanos for r in runs)
+    recorder.close()
+    ledger.close_sync()
