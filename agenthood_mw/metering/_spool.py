@@ -293,6 +293,8 @@ class Spool:
         try:
             if unlink:
                 os.unlink(segment.path)  # before close: the lock guards it until it is gone
+        except FileNotFoundError:  # the directory was removed (a temporary one)
+            pass
         except OSError:
             logger.exception("removing the metering spool %s failed", segment.path)
         segment.close()
