@@ -111,7 +111,8 @@ class Recorder:
         data = None if spool is None else encode_run(run)
         with self._cond:
             if data is not None and spool is not None:
-                # Under the lock: the writer truncates the spool only when nothing is pending.
+                # Under the lock: the writer counts runs in this order, and zeroes the spool only
+                # when nothing is pending.
                 spool.append(data)
             self._queue.append(run)
             self._pending += 1
