@@ -24,6 +24,7 @@ from agenthood_mw.metering._sql import (
     Database,
     PostgresDatabase,
     SQLiteDatabase,
+    Transaction,
     split_pg_url,
     split_spool_param,
     sqlite_path_from_url,
@@ -125,6 +126,43 @@ _EVENT_COLS: Final = (
 )
 
 
+def _usage_rows(
+    runs: Sequence[RunRecord],
+) -> tuple[dict[tuple[str, str], tuple[Any, ...]], bool]:
+    """The usage rows of ``runs``, one per (scope, event key): the first run holding a key is
+    the one it is counted for. Also whether a key was repeated within the batch."""
+    rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+    repeated = False
+    for run in runs:
+        key, tenant, agent = run.scope.storage_key, run.tenant, run.agent
+        for ev in run.usage:
+            ek = (key, ev.event_key)
+            if ek in rows:
+                repeated = True
+                continue
+            rows[ek] = (key, ev.event_key, ev.run_id, ev.ts, day_of(ev.ts), tenant, agent,
+                        ev.model, ev.provider, ev.input_tokens, ev.output_tokens,
+                        ev.cached_input_tokens, ev.reasoning_tokens,
+                        ev.cache_creation_input_tokens, ev.cost_nanos)  # fmt: skip
+    return rows, repeated
+
+
+def _resolve(
+    tx: Transaction,
+    runs: Sequence[RunRecord],
+    rows: dict[tuple[str, str], tuple[Any, ...]],
+    inserted: set[tuple[str, str]],
+) -> list[tuple[int, ...]]:
+    """Statuses when some key was not inserted (stored before, for this run or another) or
+    repeated within the batch."""
+    owner = {ek: rows[ek][2] for ek in inserted}
+    older = [ek for ek in rows if ek not in inserted]
+    if older:
+        found = tx.select_in("usage", _EVENT_KEY, older, ("scope_key", "event_key", "run_id"))
+        owner.update(((k, e), run_id) for k, e, run_id in found)
+    return [_statuses(run, owner, inserted) for run in runs]
+
+
 def _statuses(
     run: RunRecord, owner: dict[tuple[str, str], str], inserted: set[tuple[str, str]]
 ) -> tuple[int, ...]:
@@ -159,35 +197,15 @@ class SQLLedger(Ledger):
         db.script(_SCHEMA)
 
     def write_usage(self, runs: Sequence[RunRecord]) -> list[tuple[int, ...]]:
-        # The first row of each (scope, event key) in this batch; later ones are its repeats.
-        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
-        for run in runs:
-            key = run.scope.storage_key
-            for ev in run.usage:
-                ek = (key, ev.event_key)
-                if ek not in rows:
-                    rows[ek] = (key, ev.event_key, ev.run_id, ev.ts, day_of(ev.ts), run.tenant,
-                                run.agent, ev.model, ev.provider, ev.input_tokens,
-                                ev.output_tokens, ev.cached_input_tokens, ev.reasoning_tokens,
-                                ev.cache_creation_input_tokens, ev.cost_nanos)  # fmt: skip
+        rows, repeated = _usage_rows(runs)
         with self._db.transaction() as tx:
-            inserted = set(
-                tx.insert(
-                    "usage",
-                    _USAGE_COLUMNS,
-                    list(rows.values()),
-                    returning=("scope_key", "event_key"),
-                )
+            stored = tx.insert(
+                "usage", _USAGE_COLUMNS, list(rows.values()), returning=("scope_key", "event_key")
             )
-            # Keys already stored before this batch: held by this run (a re-write) or another.
-            older = [ek for ek in rows if ek not in inserted]
-            owner = {(r[0], r[1]): r[2] for r in rows.values() if (r[0], r[1]) in inserted}
-            if older:
-                found = tx.select_in(
-                    "usage", _EVENT_KEY, older, ("scope_key", "event_key", "run_id")
-                )
-                owner.update(((k, e), run_id) for k, e, run_id in found)
-            statuses = [_statuses(run, owner, inserted) for run in runs]
+            if len(stored) == len(rows) and not repeated:
+                statuses = [(NEW,) * len(run.usage) for run in runs]  # all new: the common case
+            else:
+                statuses = _resolve(tx, runs, rows, set(stored))
             tx.insert(
                 "runs",
                 _RUN_COLUMNS,
