@@ -271,3 +271,55 @@ def test_a_full_disk_is_logged_once_and_the_runs_still_reach_the_ledger(
     assert spend == sum(r.totals.cost_nanos for r in runs)
     recorder.close()
     ledger.close_sync()
+
+
+def test_flush_waits_for_every_usage_row_on_postgres(
+    postgres_dsn: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    """Issue 11 #12: after ``flush()`` the ledger holds every row submitted before it."""
+    from agenthood_mw.metering import PostgresLedger, PostgresTraceStore
+
+    ledger = PostgresLedger(postgres_dsn, schema=postgres_schema, spool_dir=str(tmp_path))
+    traces = PostgresTraceStore(postgres_dsn, schema=postgres_schema)
+    recorder = Recorder(ledger, traces, None, None)
+    runs = [make_run(i, calls=4) for i in range(2500)]  # 10 000 usage rows
+    for run in runs:
+        recorder.submit(run)
+    assert recorder.flush() is True
+    spend = ledger.spend_between("user", ALICE.storage_key, 0, float("inf"))
+    assert spend == sum(r.totals.cost_nanos for r in runs)
+    assert len(ledger._user_events(ALICE.storage_key, None, None, 100_000)) == 10_000
+    recorder.close()
+    ledger.close_sync()
+    traces.close_sync()
+
+
+def test_a_forked_child_spools_to_its_own_file(tmp_path: Path) -> None:
+    """gunicorn --preload: the parent's spool stays the parent's, the child writes its own,
+    and what a killed child spooled is replayed at the next start."""
+    ledger = _GatedLedger(str(tmp_path / "costs.db"))
+    recorder = Recorder(ledger, None, None, None)
+    recorder.submit(make_run(1))
+    assert recorder.flush() is True
+    (parent_file,) = spool_files(tmp_path / "costs.db.spool")
+    pid = os.fork()
+    if pid == 0:  # the child: its writes never reach the database; it dies with them spooled
+        code = 1
+        try:
+            ledger.gate.clear()
+            recorder.submit(make_run(2))
+            code = 0 if len(spool_files(tmp_path / "costs.db.spool")) == 2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent_file in spool_files(tmp_path / "costs.db.spool")
+    restarted = Recorder(ledger, None, None, None)
+    assert restarted.recovered == 1  # the child's run; the parent's live file is left alone
+    assert spool_files(tmp_path / "costs.db.spool") == [parent_file]
+    assert ledger.spend_between("user", ALICE.storage_key, 0, float("inf")) == sum(
+        make_run(i).totals.cost_nanos for i in (1, 2)
+    )
+    for r in (recorder, restarted):
+        r.close()
+    ledger.close_sync()
