@@ -21,7 +21,7 @@ from agenthood_mw._core.scope import MemoryScope, require_scope
 from agenthood_mw._core.spikes import History, day_of
 from agenthood_mw.metering._records import KEPT, NEW, REPLAY, RunRecord, UsageEvent, new_nanos
 
-__all__ = ["Ledger", "MemoryLedger", "Per", "Spend", "check_per", "subject_of"]
+__all__ = ["Ledger", "MemoryLedger", "Per", "Spend", "check_per", "store", "subject_of"]
 
 Per = Literal["user", "agent", "tenant"]
 T = TypeVar("T")
@@ -89,20 +89,27 @@ class Ledger(ABC):
         return fn(*args)
 
     # -- hooks ------------------------------------------------------------------------------
-    @abstractmethod
     def write_usage(self, runs: Sequence[RunRecord]) -> list[tuple[int, ...]]:
         """Store runs and their usage events in one transaction; return, per run, one status
         per usage event: ``NEW`` (stored now), ``KEPT`` (already stored for this run: a
         re-write) or ``REPLAY`` (its key is stored for another run, which counts it).
 
         Idempotent: writing a run again changes nothing. Within one call, the first run
-        holding a key is the one it is counted for.
+        holding a key is the one it is counted for. The storage hook a ledger implements
+        (a ledger implementing only the older :meth:`write_runs` still works: its events all
+        count as ``NEW``, so replays are not taken out of its traces).
         """
+        if not _writes_through_write_runs(type(self)):
+            raise NotImplementedError(f"{type(self).__name__} must implement write_usage()")
+        self.write_runs(runs)
+        return [(NEW,) * len(run.usage) for run in runs]
 
     def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
         """Store runs and their events; return, per run, the nano-dollars newly recorded
         (events already present -- replays of an idempotency key, re-writes -- count 0)."""
-        return [new_nanos(r, st) for r, st in zip(runs, self.write_usage(runs), strict=True)]
+        statuses = self.write_usage(runs)
+        _captured.statuses = statuses  # for :func:`store` when a subclass wraps this method
+        return [new_nanos(r, st) for r, st in zip(runs, statuses, strict=True)]
 
     @abstractmethod
     def spend_between(self, per: Per, subject: str, since: float, until: float) -> int:
@@ -172,6 +179,43 @@ class Ledger(ABC):
 
     async def close(self) -> None:
         await self._call(self.close_sync)
+
+
+_captured = threading.local()
+_LEGACY: dict[type[Ledger], bool] = {}
+
+
+def _writes_through_write_runs(cls: type[Ledger]) -> bool:
+    """Whether ``cls`` overrides :meth:`Ledger.write_runs` below its nearest ``write_usage``
+    (a subclass wrapping the older hook, or a ledger implementing only that one)."""
+    found = _LEGACY.get(cls)
+    if found is None:
+        found = False
+        for klass in cls.__mro__:
+            if klass is Ledger:
+                break
+            if "write_usage" in klass.__dict__:
+                break
+            if "write_runs" in klass.__dict__:
+                found = True
+                break
+        _LEGACY[cls] = found
+    return found
+
+
+def store(ledger: Ledger, runs: Sequence[RunRecord]) -> list[tuple[int, ...]]:
+    """Write ``runs`` through ``ledger``'s most specific write hook; the status of each usage
+    event (see :meth:`Ledger.write_usage`). The metering recorder writes through this, so a
+    subclass that wraps ``write_runs`` (e.g. to delay or observe writes) sees every write."""
+    if not _writes_through_write_runs(type(ledger)):
+        return ledger.write_usage(runs)
+    _captured.statuses = None
+    ledger.write_runs(runs)
+    statuses: list[tuple[int, ...]] | None = _captured.statuses
+    _captured.statuses = None
+    if statuses is None or len(statuses) != len(runs):  # it did not reach Ledger.write_runs
+        return [(NEW,) * len(run.usage) for run in runs]
+    return statuses
 
 
 class MemoryLedger(Ledger):

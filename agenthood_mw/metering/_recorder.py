@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from agenthood_mw.metering._alerts import SpikeMonitor
-from agenthood_mw.metering._ledger import Ledger, MemoryLedger
+from agenthood_mw.metering._ledger import Ledger, MemoryLedger, store
 from agenthood_mw.metering._records import REPLAY, RunRecord, as_counted, new_nanos
 from agenthood_mw.metering._spool import Spool, encode_run
 from agenthood_mw.metering._traces import TraceStore
@@ -95,7 +95,7 @@ class Recorder:
                     self._after((run,), (0,))
                 return
             try:
-                statuses = self.ledger.write_usage((run,))[0]
+                statuses = store(self.ledger, (run,))[0]
             except Exception:
                 self._process((run,))  # the retrying path
                 return
@@ -213,12 +213,12 @@ class Recorder:
 
     def _write_ledger(self, batch: Sequence[RunRecord]) -> list[tuple[int, ...]] | None:
         try:
-            return self.ledger.write_usage(batch)
+            return store(self.ledger, batch)
         except Exception:
             logger.warning("ledger write failed; retrying", exc_info=True)
         for delay in (*_RETRY_DELAYS, None):
             try:
-                return self.ledger.write_usage(batch)
+                return store(self.ledger, batch)
             except Exception as exc:
                 if delay is None:  # pragma: no branch
                     self.lost += len(batch)

@@ -113,3 +113,48 @@ async def test_a_replay_is_refused_per_scope_not_across_users(prices: Any, ledge
         runs.append(meter.finish(status=200))
     assert ledger.write_usage(runs) == [(NEW,), (NEW,)]
     assert await ledger.spend(bob) == Decimal("0.0025")
+
+
+def test_a_subclass_wrapping_write_runs_sees_every_write_and_replays_still_count_once(
+    prices: Any, tmp_path: Any
+) -> None:
+    """``write_usage`` is the storage hook; a ledger that wraps the older ``write_runs`` (to
+    observe or delay writes) is still written through it, statuses and all."""
+    from agenthood_mw.metering import SQLiteLedger, SQLiteTraceStore
+    from agenthood_mw.metering._ledger import store
+    from agenthood_mw.metering._recorder import Recorder
+
+    class Counting(SQLiteLedger):
+        calls = 0
+
+        def write_runs(self, runs: Any) -> list[int]:
+            self.calls += 1
+            return super().write_runs(runs)
+
+    db = str(tmp_path / "costs.db")
+    ledger, traces = Counting(db), SQLiteTraceStore(db)
+    recorder = Recorder(ledger, traces, None, None)
+    runs = []
+    for run_id in ("run-1", "run-2"):
+        meter = Meter(prices=prices, scope=ALICE, agent="dev", run_id=run_id)
+        meter.record(model="gpt-4o", input_tokens=1000, output_tokens=0, idempotency_key="k")
+        runs.append(meter.finish(status=200))
+        recorder.submit(runs[-1])
+        assert recorder.flush() is True
+    assert ledger.calls == 2
+    replayed = asyncio.run(traces.get(ALICE, "run-2"))
+    assert replayed is not None and replayed["totals"]["totalCost"] == "0"
+
+    class Legacy(Counting):
+        """Implements only the older hook, without calling the base class."""
+
+        def write_runs(self, runs: Any) -> list[int]:
+            self.calls += 1
+            return [0 for _ in runs]
+
+    legacy = Legacy(str(tmp_path / "legacy.db"))
+    assert store(legacy, runs) == [(NEW,), (NEW,)]  # it reports no statuses: all count
+    assert legacy.calls == 1
+    recorder.close()
+    for closing in (ledger, traces, legacy):
+        closing.close_sync()
