@@ -47,6 +47,7 @@ __all__ = ["Spool", "decode_run", "encode_run"]
 logger = logging.getLogger("agenthood_mw.metering")
 
 _SUFFIX = ".spool"
+_FRESH = ".new"  # a segment being made (renamed to ``.spool`` once locked)
 _VERSION = 1
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=True)
 _ZERO_TOTALS = Totals()
@@ -216,21 +217,31 @@ class Spool:
         self._serial += 1
         name = f"{os.getpid()}-{os.urandom(4).hex()}-{self._serial}{_SUFFIX}"
         path = os.path.join(self.directory, name)
+        # Made under a name recovery ignores, then renamed once locked: another process
+        # starting meanwhile can never take (and delete) a file this one is about to use.
+        fresh = path + _FRESH
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(path, flags, 0o600)
+            fd = os.open(fresh, flags, 0o600)
         except FileNotFoundError:  # removed by another process closing its spool meanwhile
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd = os.open(path, flags, 0o600)
+            fd = os.open(fresh, flags, 0o600)
         capacity = max(self.segment_bytes, size)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.posix_fallocate(fd, 0, capacity)  # a full disk fails here, not as a SIGBUS
             segment = _Segment(path, fd, capacity, self._appended - 1)
-        except OSError:
+        except (OSError, ValueError):
             os.close(fd)
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(fresh)
+            raise
+        try:
+            os.rename(fresh, path)
+        except OSError:
+            segment.close()
+            with contextlib.suppress(OSError):
+                os.unlink(fresh)
             raise
         self._segments.append(segment)
         self._active = segment
@@ -331,12 +342,19 @@ class Spool:
         """Files of dead processes, each locked for the caller: ``(path, runs, claim)``.
         Call ``claim.release(replayed)`` when done (``True`` deletes the file)."""
         try:
-            names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))
+            names = sorted(
+                n for n in os.listdir(self.directory) if n.endswith((_SUFFIX, _SUFFIX + _FRESH))
+            )
         except OSError:
             logger.exception("cannot list the metering spool %s", self.directory)
             return
         for name in names:
             path = os.path.join(self.directory, name)
+            if name.endswith(_FRESH):  # a process died while making it: it holds no run
+                claim = _Claim.take(path)
+                if claim is not None:
+                    claim.release(True)
+                continue
             claim = _Claim.take(path)
             if claim is None:
                 continue  # a live process owns it, or it is already gone

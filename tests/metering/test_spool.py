@@ -323,3 +323,20 @@ def test_a_forked_child_spools_to_its_own_file(tmp_path: Path) -> None:
     for r in (recorder, restarted):
         r.close()
     ledger.close_sync()
+
+
+def test_a_segment_being_made_is_never_taken_and_a_dead_ones_leftover_is_removed(
+    tmp_path: Path,
+) -> None:
+    spool_dir = tmp_path / "costs.db.spool"
+    spool_dir.mkdir(mode=0o700)
+    leftover = spool_dir / "1-dead-1.spool.new"  # a process died between open and rename
+    leftover.write_bytes(b"")
+    ledger = SQLiteLedger(str(tmp_path / "costs.db"))
+    recorder = Recorder(ledger, None, None, None)
+    assert not leftover.exists() and recorder.recovered == 0
+    recorder.submit(make_run(1))
+    names = [p.name for p in spool_dir.iterdir()]
+    assert len(names) == 1 and names[0].endswith(".spool")  # renamed once locked
+    recorder.close()
+    ledger.close_sync()
