@@ -19,9 +19,9 @@ from typing import Any, Literal, TypeVar
 from agenthood_mw._core.pricing import nanos_to_decimal
 from agenthood_mw._core.scope import MemoryScope, require_scope
 from agenthood_mw._core.spikes import History, day_of
-from agenthood_mw.metering._records import RunRecord, UsageEvent
+from agenthood_mw.metering._records import KEPT, NEW, REPLAY, RunRecord, UsageEvent, new_nanos
 
-__all__ = ["Ledger", "MemoryLedger", "Per", "Spend", "check_per", "subject_of"]
+__all__ = ["Ledger", "MemoryLedger", "Per", "Spend", "check_per", "store", "subject_of"]
 
 Per = Literal["user", "agent", "tenant"]
 T = TypeVar("T")
@@ -78,6 +78,10 @@ class Ledger(ABC):
 
     #: Whether hooks do blocking I/O (then async methods run them in a worker thread).
     blocking = True
+    #: Directory of the crash spool of the metering recorder writing to this ledger (a run is
+    #: appended there when it is submitted and replayed at the next start if the process dies
+    #: before the run is in the database); ``None``: no spool (an in-process ledger).
+    spool_dir: str | None = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.blocking:
@@ -85,10 +89,27 @@ class Ledger(ABC):
         return fn(*args)
 
     # -- hooks ------------------------------------------------------------------------------
-    @abstractmethod
+    def write_usage(self, runs: Sequence[RunRecord]) -> list[tuple[int, ...]]:
+        """Store runs and their usage events in one transaction; return, per run, one status
+        per usage event: ``NEW`` (stored now), ``KEPT`` (already stored for this run: a
+        re-write) or ``REPLAY`` (its key is stored for another run, which counts it).
+
+        Idempotent: writing a run again changes nothing. Within one call, the first run
+        holding a key is the one it is counted for. The storage hook a ledger implements
+        (a ledger implementing only the older :meth:`write_runs` still works: its events all
+        count as ``NEW``, so replays are not taken out of its traces).
+        """
+        if not _writes_through_write_runs(type(self)):
+            raise NotImplementedError(f"{type(self).__name__} must implement write_usage()")
+        self.write_runs(runs)
+        return [(NEW,) * len(run.usage) for run in runs]
+
     def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
         """Store runs and their events; return, per run, the nano-dollars newly recorded
-        (events already present -- replays of an idempotency key -- count 0)."""
+        (events already present -- replays of an idempotency key, re-writes -- count 0)."""
+        statuses = self.write_usage(runs)
+        _captured.statuses = statuses  # for :func:`store` when a subclass wraps this method
+        return [new_nanos(r, st) for r, st in zip(runs, statuses, strict=True)]
 
     @abstractmethod
     def spend_between(self, per: Per, subject: str, since: float, until: float) -> int:
@@ -160,6 +181,43 @@ class Ledger(ABC):
         await self._call(self.close_sync)
 
 
+_captured = threading.local()
+_LEGACY: dict[type[Ledger], bool] = {}
+
+
+def _writes_through_write_runs(cls: type[Ledger]) -> bool:
+    """Whether ``cls`` overrides :meth:`Ledger.write_runs` below its nearest ``write_usage``
+    (a subclass wrapping the older hook, or a ledger implementing only that one)."""
+    found = _LEGACY.get(cls)
+    if found is None:
+        found = False
+        for klass in cls.__mro__:
+            if klass is Ledger:
+                break
+            if "write_usage" in klass.__dict__:
+                break
+            if "write_runs" in klass.__dict__:
+                found = True
+                break
+        _LEGACY[cls] = found
+    return found
+
+
+def store(ledger: Ledger, runs: Sequence[RunRecord]) -> list[tuple[int, ...]]:
+    """Write ``runs`` through ``ledger``'s most specific write hook; the status of each usage
+    event (see :meth:`Ledger.write_usage`). The metering recorder writes through this, so a
+    subclass that wraps ``write_runs`` (e.g. to delay or observe writes) sees every write."""
+    if not _writes_through_write_runs(type(ledger)):
+        return ledger.write_usage(runs)
+    _captured.statuses = None
+    ledger.write_runs(runs)
+    statuses: list[tuple[int, ...]] | None = _captured.statuses
+    _captured.statuses = None
+    if statuses is None or len(statuses) != len(runs):  # it did not reach Ledger.write_runs
+        return [(NEW,) * len(run.usage) for run in runs]
+    return statuses
+
+
 class MemoryLedger(Ledger):
     """An in-process ledger (``memory://``): for tests, development and single-process apps."""
 
@@ -175,43 +233,43 @@ class MemoryLedger(Ledger):
         # (per, subject) -> {event key: (ts, nanos)}: budget seeds read one subject's events.
         self._by_subject: dict[tuple[str, str], dict[tuple[str, str], tuple[float, int]]] = {}
 
-    def write_runs(self, runs: Sequence[RunRecord]) -> list[int]:
+    def write_usage(self, runs: Sequence[RunRecord]) -> list[tuple[int, ...]]:
         if len(runs) == 1 and not runs[0].usage:
-            return [0]  # the common request that called no model: nothing to store
-        out = []
-        events, daily, first, index = self._events, self._daily, self._first, self._by_subject
+            return [()]  # the common request that called no model: nothing to store
         with self._lock:
-            for run in runs:
-                if not run.usage:
-                    out.append(0)
-                    continue
-                key = run.scope.storage_key
-                agent, tenant = run.agent, run.tenant
-                subjects = [("user", key)]
-                if agent is not None:
-                    subjects.append(("agent", agent))
-                if tenant is not None:
-                    subjects.append(("tenant", tenant))
-                new = 0
-                for ev in run.usage:
-                    ek = (key, ev.event_key)
-                    if ek in events:
-                        continue
-                    events[ek] = (ev, agent, tenant)
-                    nanos, ts = ev.cost_nanos, ev.ts
-                    new += nanos
-                    day = day_of(ts)
-                    for sk in subjects:
-                        dk = (sk[0], sk[1], day)
-                        daily[dk] = daily.get(dk, 0) + nanos
-                        if first.get(sk, day) >= day:
-                            first[sk] = day
-                        bucket = index.get(sk)
-                        if bucket is None:
-                            bucket = index[sk] = {}
-                        bucket[ek] = (ts, nanos)
-                out.append(new)
-        return out
+            return [self._store(run) if run.usage else () for run in runs]
+
+    def _store(self, run: RunRecord) -> tuple[int, ...]:
+        """Store one run's usage events (the caller holds the lock)."""
+        events, daily, first, index = self._events, self._daily, self._first, self._by_subject
+        key = run.scope.storage_key
+        agent, tenant = run.agent, run.tenant
+        subjects = [("user", key)]
+        if agent is not None:
+            subjects.append(("agent", agent))
+        if tenant is not None:
+            subjects.append(("tenant", tenant))
+        statuses = []
+        for ev in run.usage:
+            ek = (key, ev.event_key)
+            held = events.get(ek)
+            if held is not None:
+                statuses.append(KEPT if held[0].run_id == run.run_id else REPLAY)
+                continue
+            statuses.append(NEW)
+            events[ek] = (ev, agent, tenant)
+            nanos, ts = ev.cost_nanos, ev.ts
+            day = day_of(ts)
+            for sk in subjects:
+                dk = (sk[0], sk[1], day)
+                daily[dk] = daily.get(dk, 0) + nanos
+                if first.get(sk, day) >= day:
+                    first[sk] = day
+                bucket = index.get(sk)
+                if bucket is None:
+                    bucket = index[sk] = {}
+                bucket[ek] = (ts, nanos)
+        return tuple(statuses)
 
     def spend_between(self, per: Per, subject: str, since: float, until: float) -> int:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, NamedTuple
@@ -11,7 +12,25 @@ from typing import Any, NamedTuple
 from agenthood_mw._core.pricing import format_nanos, nanos_to_decimal
 from agenthood_mw._core.scope import MemoryScope
 
-__all__ = ["RunRecord", "Totals", "UsageEvent", "json_safe"]
+__all__ = [
+    "KEPT",
+    "NEW",
+    "REPLAY",
+    "RunRecord",
+    "Totals",
+    "UsageEvent",
+    "as_counted",
+    "json_safe",
+    "new_nanos",
+]
+
+# What a ledger did with each usage event of a run (``Ledger.write_usage``):
+#: stored now;
+NEW = 1
+#: already stored for this same run (the run was written before, e.g. replayed from the spool);
+KEPT = 0
+#: its key was already stored for another run (a replayed idempotency key): counted there.
+REPLAY = -1
 
 _MAX_TEXT = 4096
 # One encoder for every trace (``json.dumps`` with options builds a new one per call).
@@ -188,3 +207,50 @@ def _finite_number(value: object) -> bool:
     if type(value) is int:
         return True
     return type(value) is float and math.isfinite(value)
+
+
+def new_nanos(run: RunRecord, statuses: Sequence[int]) -> int:
+    """Nano-dollars the ledger newly recorded for ``run`` (its :data:`NEW` events)."""
+    return sum(ev.cost_nanos for ev, st in zip(run.usage, statuses, strict=True) if st == NEW)
+
+
+def as_counted(run: RunRecord, statuses: Sequence[int]) -> RunRecord:
+    """``run`` as the ledger counts it: the totals leave out the usage events the ledger
+    refused as replays of another run's idempotency key (:data:`REPLAY`), which stay in the
+    trace as ``model_call`` events marked ``"replayed": true`` with ``"cost": "0"``.
+
+    So a trace never counts money the ledger did not: the ledger is the one source of truth.
+    A run without replays is returned unchanged.
+    """
+    if REPLAY not in statuses:
+        return run
+    kept: list[UsageEvent] = []
+    replayed: set[int] = set()
+    for ev, st in zip(run.usage, statuses, strict=True):
+        if st == REPLAY:
+            replayed.add(id(ev))
+        else:
+            kept.append(ev)
+    t = run.totals
+    gone = [ev for ev in run.usage if id(ev) in replayed]
+    totals = t._replace(
+        input_tokens=t.input_tokens - sum(e.input_tokens for e in gone),
+        output_tokens=t.output_tokens - sum(e.output_tokens for e in gone),
+        cached_input_tokens=t.cached_input_tokens - sum(e.cached_input_tokens for e in gone),
+        reasoning_tokens=t.reasoning_tokens - sum(e.reasoning_tokens for e in gone),
+        cost_nanos=t.cost_nanos - sum(e.cost_nanos for e in gone),
+        model_calls=len(kept),
+    )
+    events = tuple(
+        _replayed_event(e) if isinstance(e, UsageEvent) and id(e) in replayed else e
+        for e in run.events
+    )
+    return run._replace(totals=totals, usage=tuple(kept), events=events)
+
+
+def _replayed_event(ev: UsageEvent) -> dict[str, Any]:
+    event = ev.as_trace_event()
+    event["cost"] = "0"
+    event["replayed"] = True
+    event["idempotencyKey"] = ev.event_key[2:]
+    return event

@@ -28,6 +28,7 @@ from agenthood_mw.metering._sql import (
     PostgresDatabase,
     SQLiteDatabase,
     split_pg_url,
+    split_spool_param,
     sqlite_path_from_url,
 )
 
@@ -54,6 +55,16 @@ CREATE TABLE IF NOT EXISTS {t}traces (
 CREATE INDEX IF NOT EXISTS {i}traces_ended ON {t}traces (ended_at);
 CREATE INDEX IF NOT EXISTS {i}traces_scope_started ON {t}traces (scope_key, started_at)
 """
+
+
+_TRACE_COLUMNS = (
+    ("scope_key", "text"),
+    ("run_id", "text"),
+    ("started_at", "float8"),
+    ("ended_at", "float8"),
+    ("agent", "text"),
+    ("data", "text"),
+)
 
 
 def _retention(value: object) -> float | None:
@@ -414,16 +425,8 @@ class _SQLTraceStore(TraceStore):
             )
             for r in runs
         ]
-        self._db.write(
-            (),
-            bulk=[
-                (
-                    "INSERT INTO {t}traces (scope_key, run_id, started_at, ended_at, agent, data) "
-                    "VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                    rows,
-                )
-            ],
-        )
+        with self._db.transaction() as tx:
+            tx.insert("traces", _TRACE_COLUMNS, rows)
 
     def _get(self, scope_key: str, run_id: str) -> tuple[str, dict[str, Any]] | None:
         rows = self._db.query(
@@ -495,6 +498,7 @@ def trace_store_from_url(url: str, *, retention: object = "30d") -> TraceStore:
         raise TypeError("traces: expected a URL string or a TraceStore")
     if url == "memory://":
         return MemoryTraceStore(retention=retention)
+    url = split_spool_param(url)[0]  # a ledger URL's spool option: the recorder's, not ours
     try:
         if url.startswith("sqlite://"):
             return SQLiteTraceStore(sqlite_path_from_url(url), retention=retention)
