@@ -156,7 +156,7 @@ async def test_events_stream_and_resume_with_last_event_id(
 async def test_cancel_stops_the_run_and_charges_what_was_used(
     api: tuple[AgenthoodAPI, GatedAgent],
 ) -> None:
-    app, gated = api
+    app, _ = api
     async with client(app) as c:
         run_id = (
             await c.post("/agents/gated/runs", json={"task": "stop me"}, headers=token("alice"))
@@ -310,7 +310,10 @@ async def test_a_failed_run_is_recorded_failed() -> None:
             done = await wait_status(c, run_id, "u", "failed")
     finally:
         await app.aclose()
-    assert done["error"] == {"type": "agent_error", "message": "the agent failed; see the run trace"}
+    assert done["error"] == {
+        "type": "agent_error",
+        "message": "the agent failed; see the run trace",
+    }
     assert done["result"] is None and done["stopReason"] is None
 
 
