@@ -44,7 +44,7 @@ from agenthood_mw.api._http import (
     json_response,
 )
 from agenthood_mw.api._offline import OFFLINE_MODEL, OfflineProvider
-from agenthood_mw.api._openapi import openapi_document
+from agenthood_mw.api._openapi import add_background_runs, openapi_document
 from agenthood_mw.api._provider import LLMProvider
 from agenthood_mw.api._request import (
     RunRequest,
@@ -233,6 +233,7 @@ class AgenthoodAPI(Starlette):
             stop_grace=self.stop_grace,
         )
         self._openapi = openapi_document(title=title, agent_names=list(self.agents))
+        add_background_runs(self._openapi, agent_names=list(self.agents))
         super().__init__(
             debug=debug,
             routes=[

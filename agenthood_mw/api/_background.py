@@ -435,6 +435,7 @@ class BackgroundRuns:
         (its data the run record), the stream ending with the final state; a comment line
         every 15 s of silence keeps proxies from closing it."""
         sent = after
+        quiet = 0.0
         while True:
             live = self._live.get(run_id)
             mine = live is not None and live.scope == scope
@@ -443,7 +444,7 @@ class BackgroundRuns:
             if record is None:
                 return
             if record["eventId"] > sent:
-                sent = record["eventId"]
+                sent, quiet = record["eventId"], 0.0
                 yield _sse(sent, "status", render_record(record))
             if record["status"] in FINAL_STATES:
                 return
@@ -452,7 +453,11 @@ class BackgroundRuns:
                     await asyncio.wait_for(changed.wait(), _HEARTBEAT)
                 else:  # executing in another worker: read its record again
                     await asyncio.sleep(_POLL)
+                    quiet += _POLL
+                    if quiet >= _HEARTBEAT:
+                        raise TimeoutError
             except TimeoutError:
+                quiet = 0.0
                 yield b": keep-alive\n\n"
 
 

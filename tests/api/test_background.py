@@ -365,3 +365,51 @@ def test_options_are_checked_at_construction(
 ) -> None:
     with pytest.raises(error, match=name):
         AgenthoodAPI(agents=demo_agents(), **options)
+
+
+class Stepper:
+    """Takes ten steps, calling the model at each."""
+
+    name = "stepper"
+    description = "many steps"
+
+    async def run(self, task: str, ctx: RunContext) -> str:
+        for i in range(10):
+            ctx.step(f"step {i}")
+            ctx.partial_output = f"after step {i}"
+            await ctx.complete([{"role": "user", "content": task}])
+        return "all done"
+
+
+async def test_thinking_budget_and_run_timeout_stop_a_background_run() -> None:
+    gated = GatedAgent()
+    app = make_api([gated, Stepper()], run_timeout=0.3)
+    try:
+        async with client(app) as c:
+            budgeted = await c.post(
+                "/agents/stepper/runs",
+                json={"task": "x", "budget": {"maxSteps": 2}},
+                headers=token("alice"),
+            )
+            timed = await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("alice"))
+            by_budget = await wait_status(c, budgeted.json()["runId"], "alice", "stopped")
+            by_clock = await wait_status(c, timed.json()["runId"], "alice", "stopped")
+    finally:
+        gated.gate.set()
+        await app.aclose()
+    assert by_budget["stopReason"] == by_budget["result"]["stopReason"] == "budget_exhausted:steps"
+    assert by_budget["result"]["output"] == "after step 1" and by_budget["result"]["steps"] == 2
+    assert by_clock["stopReason"] == by_clock["result"]["stopReason"] == "timeout"
+
+
+async def test_openapi_documents_the_background_routes(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    app, _ = api
+    async with client(app) as c:
+        doc = (await c.get("/openapi.json")).json()
+    paths = doc["paths"]
+    assert set(paths["/agents/{name}/runs"]["post"]["responses"]) >= {"202", "404", "429"}
+    assert "get" in paths["/runs/{run_id}/events"] and "post" in paths["/runs/{run_id}/cancel"]
+    states = doc["components"]["schemas"]["RunStatus"]["properties"]["status"]["enum"]
+    assert states == ["queued", "running", "completed", "stopped", "failed", "interrupted"]
