@@ -54,6 +54,7 @@ FAILED: Final = "failed"
 INTERRUPTED: Final = "interrupted"
 #: The states a run never leaves.
 FINAL_STATES: Final = frozenset({COMPLETED, STOPPED, FAILED, INTERRUPTED})
+_STATES: Final = FINAL_STATES | {QUEUED, RUNNING}
 
 _TIER: Final = "project"
 _RECORD: Final = ".agenthood/runs/"
@@ -234,7 +235,7 @@ class BackgroundRuns:
     # -- records -----------------------------------------------------------------------------
     async def _load(self, scope: MemoryScope, run_id: str) -> dict[str, Any] | None:
         rec = await self.backend.get(scope, _TIER, _RECORD + run_id)
-        return None if rec is None or not isinstance(rec.value, dict) else rec.value
+        return None if rec is None or not _well_formed(rec.value, run_id) else rec.value
 
     async def _store(self, scope: MemoryScope, record: dict[str, Any]) -> None:
         await self.backend.put(scope, _TIER, _RECORD + record["runId"], record, ttl=RECORD_TTL)
@@ -459,6 +460,31 @@ class BackgroundRuns:
             except TimeoutError:
                 quiet = 0.0
                 yield b": keep-alive\n\n"
+
+
+def _well_formed(value: object, run_id: str) -> bool:
+    """Whether a stored value is a run record of ours for ``run_id`` (the key sits in the
+    caller's own memory, which their agents can write: anything else is not a run)."""
+    if not isinstance(value, dict) or value.get("runId") != run_id:
+        return False
+    event_id = value.get("eventId")
+    result = value.get("result")
+    return (
+        value.get("status") in _STATES
+        and type(event_id) is int
+        and event_id > 0
+        and (result is None or _json_object(result))
+    )
+
+
+def _json_object(text: object) -> bool:
+    """Whether ``text`` is the JSON text of an object (it is written into answers as is)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _unknown() -> HTTPError:

@@ -413,3 +413,32 @@ async def test_openapi_documents_the_background_routes(
     assert "get" in paths["/runs/{run_id}/events"] and "post" in paths["/runs/{run_id}/cancel"]
     states = doc["components"]["schemas"]["RunStatus"]["properties"]["status"]["enum"]
     assert states == ["queued", "running", "completed", "stopped", "failed", "interrupted"]
+
+
+async def test_a_value_that_is_not_a_run_record_is_no_run(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    """The record key lives in the caller's own memory, which their agents can write: a value
+    that is not a well-formed record of that run id is answered as no run (404), never a 500."""
+    app, _ = api
+    alice = MemoryScope.operator(user="alice")
+    run_id = "ab" * 16
+    async with client(app) as c:
+        for value in (
+            "text",
+            {"runId": run_id},
+            {"runId": "cd" * 16, "status": "running", "eventId": 1, "result": None},
+            {"runId": run_id, "status": "done", "eventId": 1, "result": None},
+            {"runId": run_id, "status": "running", "eventId": "1", "result": None},
+            {"runId": run_id, "status": "completed", "eventId": 3, "result": {"x": 1}},
+            {"runId": run_id, "status": "completed", "eventId": 3, "result": '1}, "x": {'},
+            {"runId": run_id, "status": "completed", "eventId": 3, "result": "[1]"},
+        ):
+            await app.memory_backend.put(alice, "project", f".agenthood/runs/{run_id}", value)
+            for method, path in (
+                ("GET", f"/runs/{run_id}"),
+                ("GET", f"/runs/{run_id}/events"),
+                ("POST", f"/runs/{run_id}/cancel"),
+            ):
+                r = await c.request(method, path, headers=token("alice"))
+                assert r.status_code == 404, (value, path)
