@@ -442,3 +442,61 @@ async def test_a_value_that_is_not_a_run_record_is_no_run(
             ):
                 r = await c.request(method, path, headers=token("alice"))
                 assert r.status_code == 404, (value, path)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def shared_store(
+    request: pytest.FixtureRequest, tmp_path: Any
+) -> Any:  # a factory of backends that all open the same store
+    if request.param == "sqlite":
+        from agenthood_mw.memory import SQLiteBackend
+
+        path = tmp_path / "memory.db"
+        return lambda: SQLiteBackend(str(path))
+    if request.param == "redis":
+        from agenthood_mw.memory.redis import RedisBackend
+
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        return lambda: RedisBackend(url, key_prefix=prefix)
+    from agenthood_mw.memory.postgres import PostgresBackend
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = request.getfixturevalue("postgres_schema")
+    return lambda: PostgresBackend(dsn, schema=schema, max_size=4)
+
+
+async def test_two_workers_on_one_store(shared_store: Any) -> None:
+    """Worker A runs the run; worker B (same store) reads its status, follows it by polling,
+    cannot cancel it (409); when A stops renewing its lease (a crash), B marks it interrupted."""
+    gated = GatedAgent()
+    a = make_api([gated], memory=shared_store(), run_lease=0.3)
+    b = make_api([GatedAgent()], memory=shared_store(), run_lease=0.3)
+    try:
+        async with client(a) as ca, client(b) as cb:
+            await b.background.start()
+            run_id = (
+                await ca.post("/agents/gated/runs", json={"task": "x"}, headers=token("alice"))
+            ).json()["runId"]
+            await wait_status(ca, run_id, "alice", "running")
+            await asyncio.sleep(0.5)  # B sweeps: A is alive, its run stays running
+            seen = await cb.get(f"/runs/{run_id}", headers=token("alice"))
+            assert seen.json()["status"] == "running"
+            assert (await cb.get(f"/runs/{run_id}", headers=token("bob"))).status_code == 404
+            elsewhere = await cb.post(f"/runs/{run_id}/cancel", headers=token("alice"))
+            assert elsewhere.status_code == 409
+            assert elsewhere.json()["error"]["type"] == "run_elsewhere"
+            # A "crashes": it stops renewing its lease, its run never ends
+            keeper = a.background._keeper
+            assert keeper is not None
+            keeper.cancel()
+            async with cb.stream("GET", f"/runs/{run_id}/events", headers=token("alice")) as s:
+                text = "".join([chunk async for chunk in s.aiter_text()])
+            assert [e["status"] for _, _, e in parse_sse(text)] == ["running", "interrupted"]
+            final = (await cb.get(f"/runs/{run_id}", headers=token("alice"))).json()
+            assert final["status"] == "interrupted" and final["result"] is None
+            assert await registry_entries(b) == []
+    finally:
+        await b.aclose()
+        gated.gate.set()
+        await a.aclose()
