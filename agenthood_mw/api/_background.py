@@ -351,6 +351,7 @@ class BackgroundRuns:
                 outcome = self._cancelled(live, agent, caller, meter)
             state, http_status, result, error = outcome
             await self._end(meter, http_status)
+            await self._follow_stored(live)
             await self._advance(
                 live,
                 status=state,
@@ -365,6 +366,16 @@ class BackgroundRuns:
                 await self.backend.delete(_REGISTRY, _TIER, "runs/" + run_id)
             except Exception:
                 logger.exception("background run %s: registry entry not removed", run_id)
+
+    async def _follow_stored(self, live: _Live) -> None:
+        """Number the final event after any the store holds (another worker may have taken
+        this one for dead and recorded the run ``interrupted`` meanwhile)."""
+        try:
+            stored = await self._load(live.scope, live.record["runId"])
+        except Exception:
+            return
+        if stored is not None and stored["eventId"] > live.record["eventId"]:
+            live.record["eventId"] = stored["eventId"]
 
     async def _outcome(
         self, live: _Live, agent: Agent, caller: Identity, request: RunRequest, meter: Meter

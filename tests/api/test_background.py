@@ -496,6 +496,14 @@ async def test_two_workers_on_one_store(shared_store: Any) -> None:
             final = (await cb.get(f"/runs/{run_id}", headers=token("alice"))).json()
             assert final["status"] == "interrupted" and final["result"] is None
             assert await registry_entries(b) == []
+            # A was only stalled: when its run finishes after all, its final record (charged
+            # once) replaces "interrupted", numbered after it
+            gated.gate.set()
+            late = await wait_status(cb, run_id, "alice", "completed")
+            assert late["eventId"] == final["eventId"] + 1 and late["result"]["runId"] == run_id
+            await a.flush()
+            usage = await a.ledger.usage(MemoryScope.operator(user="alice"))
+            assert [u.run_id for u in usage] == [run_id]
     finally:
         await b.aclose()
         gated.gate.set()
