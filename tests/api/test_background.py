@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -53,12 +54,14 @@ async def api() -> AsyncIterator[tuple[AgenthoodAPI, GatedAgent]]:
 
 
 async def wait_status(c: httpx.AsyncClient, run_id: str, user: str, *states: str) -> Any:
-    for _ in range(400):
+    deadline = time.monotonic() + 15
+    while True:
         body = (await c.get(f"/runs/{run_id}", headers=token(user))).json()
         if body["status"] in states:
             return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} never reached {states}: {body}")
         await asyncio.sleep(0.01)
-    raise AssertionError(f"run {run_id} never reached {states}: {body}")
 
 
 def parse_sse(text: str) -> list[tuple[int, str, dict[str, Any]]]:
