@@ -15,6 +15,7 @@ What survives a restart: the records (with a durable memory backend); never the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -101,14 +102,26 @@ def last_event_id(value: str | None) -> int:
 class _Live:
     """A run this process is executing: its record, the task, waiters for the next event."""
 
-    __slots__ = ("cancel_reason", "changed", "record", "scope", "task")
+    __slots__ = ("cancel_reason", "changed", "finishing", "record", "scope", "task")
 
     def __init__(self, scope: MemoryScope, record: dict[str, Any]) -> None:
         self.scope = scope
         self.record = record
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
+        #: Set once the run is over and being settled: no cancel may cut that short.
+        self.finishing = False
         self.changed = asyncio.Event()
+
+    def stop(self, reason: str) -> asyncio.Task[None] | None:
+        """Cancel the run (unless it is already being settled); the task to wait for."""
+        task = self.task
+        if task is None or task.done():
+            return None
+        if not self.finishing:
+            self.cancel_reason = reason
+            task.cancel()
+        return task
 
     def notify(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
@@ -219,12 +232,7 @@ class BackgroundRuns:
         if keeper is not None:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
-        tasks = []
-        for live in list(self._live.values()):
-            if live.task is not None and not live.task.done():
-                live.cancel_reason = INTERRUPTED
-                live.task.cancel()
-                tasks.append(live.task)
+        tasks = [t for live in list(self._live.values()) if (t := live.stop(INTERRUPTED))]
         if tasks:
             await asyncio.wait(tasks, timeout=self.stop_grace + 5.0)
         try:
@@ -304,6 +312,8 @@ class BackgroundRuns:
             meter.record_error("the run record could not be stored")
             await self._end(meter, 503)
             self._release(scope)
+            with contextlib.suppress(Exception):
+                await self.backend.delete(_REGISTRY, _TIER, "runs/" + meter.run_id)
             return HTTPError(503, "store_unavailable", "the run could not be recorded; try again")
         live = _Live(scope, record)
         self._live[meter.run_id] = live
@@ -346,11 +356,15 @@ class BackgroundRuns:
             await self._advance(live, status=RUNNING, startedAt=_now())
             outcome = await self._outcome(live, agent, caller, request, meter)
         finally:
+            live.finishing = True
             reset_meter(token)
             if outcome is None:  # cancelled before the run started
                 outcome = self._cancelled(live, agent, caller, meter)
             state, http_status, result, error = outcome
-            await self._end(meter, http_status)
+            try:
+                await self._end(meter, http_status)
+            except Exception:
+                logger.exception("background run %s: settling its meter failed", run_id)
             await self._follow_stored(live)
             await self._advance(
                 live,
@@ -425,10 +439,8 @@ class BackgroundRuns:
         """Stop the caller's run and wait (bounded) until what it used is settled."""
         live = self._live.get(run_id) if is_run_id(run_id) else None
         if live is not None and live.scope == scope:
-            task = live.task
-            if task is not None and not task.done():
-                live.cancel_reason = "cancelled"
-                task.cancel()
+            task = live.stop("cancelled")
+            if task is not None:
                 await asyncio.wait({task}, timeout=self.stop_grace + 5.0)
             return live.record
         record = await self.record(scope, run_id)

@@ -511,3 +511,23 @@ async def test_two_workers_on_one_store(shared_store: Any) -> None:
         await b.aclose()
         gated.gate.set()
         await a.aclose()
+
+
+async def test_a_store_that_cannot_record_the_run_answers_503_and_starts_nothing() -> None:
+    gated = GatedAgent()
+    memory = InMemoryBackend()
+    app = make_api([gated], memory=memory, max_runs_per_user=1)
+    await memory.close()  # the memory backend is down
+    try:
+        async with client(app) as c:
+            for _ in range(2):  # the slot is given back: never 429
+                r = await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("u"))
+                assert r.status_code == 503
+                assert r.json()["error"]["type"] == "store_unavailable"
+        await asyncio.sleep(0.05)
+        assert gated.started == 0
+        await app.flush()
+        # no usage was charged (the ledger keeps the failed attempt with zero cost)
+        assert await app.ledger.spend(MemoryScope.operator(user="u")) == 0
+    finally:
+        await app.aclose()
