@@ -83,7 +83,8 @@ def render_record(record: dict[str, Any]) -> bytes:
     cost a JSON number written from the exact decimal, never through a float)."""
     head = _ENCODER.encode({k: v for k, v in record.items() if k not in ("result", "worker")})
     result = record.get("result") or "null"
-    return f'{head[:-1]},"result":{result}}}'.encode()
+    comma = "," if len(head) > 2 else ""
+    return f'{head[:-1]}{comma}"result":{result}}}'.encode()
 
 
 def _sse(event_id: int, event: str, data: bytes) -> bytes:

@@ -12,10 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agenthood_mw import Budget, MemoryScope
 from agenthood_mw._core.scope import ANONYMOUS_TENANT
 from agenthood_mw.api import AgenthoodAPI, RunContext
+from agenthood_mw.api._background import last_event_id, render_record
 from agenthood_mw.api.demo import demo_agents
 from agenthood_mw.memory import InMemoryBackend
 from agenthood_mw.metering import MemoryLedger, MemoryTraceStore
@@ -531,3 +534,27 @@ async def test_a_store_that_cannot_record_the_run_answers_503_and_starts_nothing
         assert await app.ledger.spend(MemoryScope.operator(user="u")) == 0
     finally:
         await app.aclose()
+
+
+@given(st.text(max_size=12) | st.none())
+def test_last_event_id_is_a_small_number_or_zero(value: str | None) -> None:
+    parsed = last_event_id(value)
+    assert 0 <= parsed < 10**9
+    if parsed:
+        assert value is not None and int(value) == parsed
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in ("result", "worker")),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        max_size=6,
+    ),
+    st.none() | st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=4),
+)
+def test_a_record_renders_as_json_with_its_result_unchanged(
+    fields: dict[str, Any], result: dict[str, str] | None
+) -> None:
+    record = {**fields, "worker": "w", "result": None if result is None else json.dumps(result)}
+    rendered = json.loads(render_record(record))
+    assert rendered == {**fields, "result": result}
