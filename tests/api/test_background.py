@@ -558,3 +558,47 @@ def test_a_record_renders_as_json_with_its_result_unchanged(
     record = {**fields, "worker": "w", "result": None if result is None else json.dumps(result)}
     rendered = json.loads(render_record(record))
     assert rendered == {**fields, "result": result}
+
+
+async def test_the_rate_limit_refuses_a_background_run_before_anything_exists() -> None:
+    from agenthood_mw.auth import AuthMiddleware
+    from agenthood_mw.ratelimit import RateLimitMiddleware
+
+    from .test_app import SECRET
+
+    gated = GatedAgent()
+    memory = InMemoryBackend()
+    u = MemoryScope.operator(user="u")
+    app = AgenthoodAPI(
+        agents=[gated],
+        memory=memory,
+        ledger=MemoryLedger(),
+        traces=MemoryTraceStore(),
+        max_runs_per_user=10,
+    )
+    app.add_middleware(RateLimitMiddleware, window="1m", max=2, burst=0)
+    app.add_middleware(AuthMiddleware, strategy="jwt", secret=SECRET, audience="agenthood-api")
+    try:
+        async with client(app) as c:
+            answers = [
+                await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("u"))
+                for _ in range(3)
+            ]
+            assert [r.status_code for r in answers] == [202, 202, 429]
+            assert answers[2].json()["error"]["type"] == "rate_limited"
+            assert "retry-after" in answers[2].headers
+            gated.gate.set()
+            for r in answers[:2]:
+                assert (await app.background.record(u, r.json()["runId"])) is not None
+            for _ in range(1500):
+                records = [await app.background.record(u, r.json()["runId"]) for r in answers[:2]]
+                if all(rec is not None and rec["status"] == "completed" for rec in records):
+                    break
+                await asyncio.sleep(0.01)
+        await app.flush()
+        assert gated.started == 2
+        assert len(await app.ledger.usage(MemoryScope.operator(user="u"))) == 2
+        exported = await memory.export(MemoryScope.operator(user="u"))
+        assert sum(r.key.startswith(".agenthood/runs/") for r in exported.project) == 2
+    finally:
+        await app.aclose()
