@@ -12,15 +12,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import Receive, Scope, Send
 
-from agenthood_mw._asgi import agenthood_state
+from agenthood_mw._asgi import agenthood_state, route_path
 from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 from agenthood_mw.api._agent import Agent
+from agenthood_mw.api._background import (
+    BackgroundRuns,
+    last_event_id,
+    render_record,
+)
 from agenthood_mw.api._config import (
     check_agents,
     check_health_cache,
@@ -39,9 +44,10 @@ from agenthood_mw.api._http import (
     json_response,
 )
 from agenthood_mw.api._offline import OFFLINE_MODEL, OfflineProvider
-from agenthood_mw.api._openapi import openapi_document
+from agenthood_mw.api._openapi import add_background_runs, openapi_document
 from agenthood_mw.api._provider import LLMProvider
 from agenthood_mw.api._request import (
+    RunRequest,
     RunRequestError,
     check_content_length,
     check_content_type,
@@ -53,6 +59,7 @@ from agenthood_mw.memory import MemoryBackend
 from agenthood_mw.metering import (
     CostMeterMiddleware,
     Ledger,
+    Meter,
     PriceTable,
     ThinkingBudget,
     TraceStore,
@@ -114,6 +121,11 @@ class AgenthoodAPI(Starlette):
             calls, memory writes and usage. A run answers within ``run_timeout + stop_grace``.
         meter_options: extra keywords for the built-in ``CostMeterMiddleware`` (``budgets=``,
             ``on_alert=``, ``tokens_per_minute=``, ``trace_retention=`` ...).
+        max_runs_per_user: background runs (``POST /agents/{name}/runs``) one caller may have
+            queued or running in one worker process (429 ``too_many_runs`` past it).
+        run_lease: seconds after which the background runs of a worker process that stopped
+            announcing itself (killed, crashed) are marked ``interrupted`` by another or the
+            next worker (a live worker renews its lease every ``run_lease / 3`` seconds).
         health_cache: seconds a ``GET /health`` result is reused (0 to 300; 0: every probe
             checks, concurrent probes still share one check). ``GET /health`` is
             unauthenticated: the cache bounds the store reads any number of probes cause.
@@ -136,6 +148,8 @@ class AgenthoodAPI(Starlette):
         run_timeout: float | None = 300.0,
         stop_grace: float = 5.0,
         meter_options: Mapping[str, Any] | None = None,
+        max_runs_per_user: int = 4,
+        run_lease: float = 30.0,
         health_cache: float = 1.0,
         middleware: Sequence[Middleware] | None = None,
         routes: Sequence[BaseRoute] | None = None,
@@ -166,6 +180,8 @@ class AgenthoodAPI(Starlette):
         if run_timeout is not None:
             check_positive(run_timeout, "run_timeout", integer=False)
         check_positive(stop_grace, "stop_grace", integer=False)
+        check_positive(max_runs_per_user, "max_runs_per_user", integer=True)
+        check_positive(run_lease, "run_lease", integer=False)
         if meter_options is not None and not isinstance(meter_options, Mapping):
             raise TypeError("meter_options: expected a mapping of CostMeterMiddleware keywords")
         health_ttl = check_health_cache(health_cache)
@@ -207,13 +223,26 @@ class AgenthoodAPI(Starlette):
             thinking_budgets=agent_budgets,
             **extra_meter,
         )
+        #: The background runs of this worker process (``POST /agents/{name}/runs``).
+        self.background = BackgroundRuns(
+            backend=self.memory_backend,
+            metering=self.meter.metering,
+            execute=self._execute_background,
+            max_per_user=max_runs_per_user,
+            lease=float(run_lease),
+            stop_grace=self.stop_grace,
+        )
         self._openapi = openapi_document(title=title, agent_names=list(self.agents))
+        add_background_runs(self._openapi, agent_names=list(self.agents))
         super().__init__(
             debug=debug,
             routes=[
                 Route("/agents/{name}/run", RawASGI(self._admit), methods=["POST"]),
                 Route("/agents", self._list_agents, methods=["GET"]),
+                Route("/agents/{name}/runs", self._submit_run, methods=["POST"]),
                 Route("/runs/{run_id}", self._get_run, methods=["GET"]),
+                Route("/runs/{run_id}/events", self._run_events, methods=["GET"]),
+                Route("/runs/{run_id}/cancel", self._cancel_run, methods=["POST"]),
                 Route("/health", self._health, methods=["GET"]),
                 Route("/openapi.json", self._openapi_json, methods=["GET"]),
                 *(routes or ()),
@@ -228,6 +257,7 @@ class AgenthoodAPI(Starlette):
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.background.start()
         try:
             yield
         finally:
@@ -241,6 +271,7 @@ class AgenthoodAPI(Starlette):
         """Flush the metering, close the provider, the memory backend, the ledger and the trace
         store (the lifespan does this on shutdown)."""
         closers = (
+            self.background.stop,
             self.meter.close,
             self.provider.aclose,
             self.memory_backend.close,
@@ -353,6 +384,13 @@ class AgenthoodAPI(Starlette):
             return error_response(caller)
         run_id = request.path_params["run_id"]
         scope = MemoryScope.for_identity(caller)
+        record = await self.background.record(scope, run_id)
+        if record is not None:  # a background run: its status (and result when done)
+            return Response(
+                render_record(record),
+                media_type="application/json",
+                headers={"cache-control": "no-store"},
+            )
         trace = await self.traces.get(scope, run_id)
         if trace is None:  # the writer may not have stored a run that just finished
             await self.flush()
@@ -360,6 +398,86 @@ class AgenthoodAPI(Starlette):
         if trace is None:  # unknown, or another user's: the same answer
             return error_response(HTTPError(404, "unknown_run", "no run of yours with this id"))
         return json_response(trace)
+
+    async def _validated(self, request: Request) -> tuple[Agent, Identity, RunRequest]:
+        """The checks of ``POST /agents/{name}/run`` (raises ``RunRequestError``)."""
+        agent = self.agents.get(request.path_params["name"])
+        if agent is None:
+            raise RunRequestError(HTTPError(404, "unknown_agent", "no agent with this name"))
+        caller = self._caller(request)
+        if isinstance(caller, HTTPError):
+            raise RunRequestError(caller)
+        body = await self._read_body(request)
+        return agent, caller, parse_run_request(body, max_task_chars=self.max_task_chars)
+
+    async def _submit_run(self, request: Request) -> Response:
+        """``POST /agents/{name}/runs``: the same checks, budgets and metering as a run, then
+        202 with the run's record at once; the run goes on in this process."""
+        try:
+            agent, caller, run_request = await self._validated(request)
+        except RunRequestError as exc:
+            return error_response(exc.error)
+        started = await self.background.submit(
+            agent, caller, run_request, route_path(request.scope)
+        )
+        if isinstance(started, HTTPError):
+            return error_response(started)
+        location = f"{request.scope.get('root_path', '')}/runs/{started['runId']}"
+        return Response(
+            render_record(started),
+            status_code=202,
+            media_type="application/json",
+            headers={"cache-control": "no-store", "location": location},
+        )
+
+    async def _execute_background(
+        self, agent: Agent, caller: Identity, run_request: RunRequest, meter: Meter
+    ) -> dict[str, Any]:
+        """A background run on its open meter: as :meth:`_execute`, without the HTTP part."""
+        meter.set_agent(agent.name)
+        if run_request.thinking_budget is not None:
+            meter.thinking_budget = run_request.thinking_budget
+        return await run_agent(
+            agent=agent,
+            task=run_request.task,
+            identity=caller,
+            meter=meter,
+            backend=self.memory_backend,
+            provider=self.provider,
+            run_timeout=self.run_timeout,
+            stop_grace=self.stop_grace,
+        )
+
+    async def _run_events(self, request: Request) -> Response:
+        """``GET /runs/{id}/events``: a background run as Server-Sent Events."""
+        caller = self._caller(request)
+        if isinstance(caller, HTTPError):
+            return error_response(caller)
+        run_id = request.path_params["run_id"]
+        scope = MemoryScope.for_identity(caller)
+        if await self.background.record(scope, run_id) is None:
+            return error_response(HTTPError(404, "unknown_run", "no run of yours with this id"))
+        after = last_event_id(request.headers.get("last-event-id"))
+        return StreamingResponse(
+            self.background.events(scope, run_id, after),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    async def _cancel_run(self, request: Request) -> Response:
+        """``POST /runs/{id}/cancel``: stop the caller's background run."""
+        caller = self._caller(request)
+        if isinstance(caller, HTTPError):
+            return error_response(caller)
+        scope = MemoryScope.for_identity(caller)
+        record = await self.background.cancel(scope, request.path_params["run_id"])
+        if isinstance(record, HTTPError):
+            return error_response(record)
+        return Response(
+            render_record(record),
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )
 
     async def _health(self, request: Request) -> Response:
         del request

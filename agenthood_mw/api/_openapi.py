@@ -8,7 +8,7 @@ from typing import Any
 from agenthood_mw._version import __version__
 from agenthood_mw.api._request import BUDGET_RANGES, MAX_JSON_DEPTH
 
-__all__ = ["openapi_document"]
+__all__ = ["add_background_runs", "openapi_document"]
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -206,4 +206,114 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                 }
             },
         },
+    }
+
+
+def _run_id_parameter() -> dict[str, Any]:
+    return {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _run_status(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/RunStatus"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def add_background_runs(document: dict[str, Any], *, agent_names: Sequence[str]) -> None:
+    """Document the background runs (``POST /agents/{name}/runs``, ``GET /runs/{id}``,
+    ``GET /runs/{id}/events``, ``POST /runs/{id}/cancel``) in ``document``."""
+    bearer: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    states = ["queued", "running", "completed", "stopped", "failed", "interrupted"]
+    document["components"]["schemas"]["RunStatus"] = {
+        "type": "object",
+        "required": ["runId", "agent", "status", "eventId", "result"],
+        "properties": {
+            "runId": {"type": "string"},
+            "agent": {"type": "string"},
+            "status": {"type": "string", "enum": states},
+            "stopReason": {"type": ["string", "null"]},
+            "createdAt": {"type": "number"},
+            "startedAt": {"type": ["number", "null"]},
+            "endedAt": {"type": ["number", "null"]},
+            "error": {"type": ["object", "null"]},
+            "eventId": {"type": "integer", "description": "Id of the latest status event."},
+            "result": {
+                "description": "The run response once the run is over (null before, and for "
+                "failed or interrupted runs).",
+                "oneOf": [{"$ref": "#/components/schemas/RunResponse"}, {"type": "null"}],
+            },
+        },
+    }
+    run = [_run_id_parameter()]
+    paths = document["paths"]
+    paths["/agents/{name}/runs"] = {
+        "post": {
+            "summary": "Start a background run; answers 202 at once",
+            "security": bearer,
+            "parameters": [
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": list(agent_names)},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/RunRequest"}}
+                },
+            },
+            "responses": {
+                "202": _run_status("Accepted; Location is /runs/{runId}."),
+                "401": _error("Missing or invalid credential."),
+                "403": _error("The credential lacks a required scope."),
+                "404": _error("Unknown agent."),
+                "413": _error("Request body too large."),
+                "415": _error("Content type is not application/json."),
+                "422": _error("Invalid task, budget or JSON."),
+                "429": _error("Rate limited, budget used up or too many runs in flight."),
+                "503": _error("Shutting down, or the run could not be recorded."),
+            },
+        }
+    }
+    paths["/runs/{run_id}"] = {
+        "get": {
+            "summary": "A background run's status (and result), or a finished run's trace",
+            "security": bearer,
+            "parameters": run,
+            "responses": {
+                "200": {"description": "RunStatus for a background run, else the trace."},
+                "404": _error("No such run of yours."),
+            },
+        }
+    }
+    paths["/runs/{run_id}/events"] = {
+        "get": {
+            "summary": "A background run as Server-Sent Events (resume with Last-Event-ID)",
+            "security": bearer,
+            "parameters": [
+                *run,
+                {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "'status' events whose data is the RunStatus; the stream "
+                    "ends with the final state.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "404": _error("No background run of yours with this id."),
+            },
+        }
+    }
+    paths["/runs/{run_id}/cancel"] = {
+        "post": {
+            "summary": "Stop a background run (what it used is charged)",
+            "security": bearer,
+            "parameters": run,
+            "responses": {
+                "200": _run_status("The run's record after the cancel."),
+                "404": _error("No background run of yours with this id."),
+                "409": _error("The run executes in another worker process."),
+            },
+        }
     }
