@@ -440,6 +440,7 @@ class AgenthoodAPI(Starlette):
         return await run_agent(
             agent=agent,
             task=run_request.task,
+            conversation_id=run_request.conversation_id,
             identity=caller,
             meter=meter,
             backend=self.memory_backend,
