@@ -27,6 +27,8 @@ __all__ = [
     "RunRequestError",
     "check_content_length",
     "check_content_type",
+    "check_task",
+    "parse_budget",
     "parse_run_request",
     "too_large",
 ]
@@ -48,7 +50,7 @@ BUDGET_RANGES: Final[dict[str, tuple[int | Decimal, int | Decimal]]] = {
 }
 #: Deepest JSON nesting accepted in a run request (a valid request needs two levels).
 MAX_JSON_DEPTH: Final = 32
-_ALLOWED_TOP: Final = frozenset({"task", "budget"})
+_ALLOWED_TOP: Final = frozenset({"task", "budget", "stream"})
 #: Control characters refused in a task: C0 (except tab, line feed, carriage return), DEL, C1.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 #: JSON strings (skipped whole, so their brackets do not count) and brackets.
@@ -82,6 +84,7 @@ class RunRequest:
     task: str
     budget: Mapping[str, Any] = field(default_factory=dict)
     thinking_budget: ThinkingBudget | None = None
+    stream: bool = False
 
 
 def check_content_type(value: str | None) -> None:
@@ -241,10 +244,25 @@ def parse_run_request(body: bytes, *, max_task_chars: int) -> RunRequest:
     unknown = sorted(set(data) - _ALLOWED_TOP)
     if unknown:
         raise _unprocessable(
-            "invalid_request", f"unknown field {unknown[0][:40]!r}; allowed: task, budget"
+            "invalid_request", f"unknown field {unknown[0][:40]!r}; allowed: task, budget, stream"
         )
     if "task" not in data:
         raise _unprocessable("invalid_task", "'task' is required")
     task = _check_task(data["task"], max_task_chars)
     budget = _budget(data.get("budget"))
-    return RunRequest(task=task, budget=budget, thinking_budget=_thinking_budget(budget))
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _unprocessable("invalid_request", "'stream' must be true or false")
+    return RunRequest(
+        task=task, budget=budget, thinking_budget=_thinking_budget(budget), stream=stream
+    )
+
+
+def check_task(task: object, max_task_chars: int) -> str:
+    """A task's text, validated as in a run request (422 ``invalid_task`` otherwise)."""
+    return _check_task(task, max_task_chars)
+
+
+def parse_budget(raw: object) -> ThinkingBudget | None:
+    """A request ``budget`` object (``maxSteps`` ...) as the ThinkingBudget it asks for."""
+    return _thinking_budget(_budget(raw))
