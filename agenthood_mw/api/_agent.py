@@ -151,7 +151,8 @@ class RunContext:
         self.meter.check_budget()
         self.meter.step(name, **attrs)
         if self.events is not None:
-            self.events.emit("step", {"step": self.meter.totals.steps, "name": name, **attrs})
+            step = {"step": self.meter.totals.steps, "name": name, "attrs": attrs}
+            self.events.emit("step", step)
 
     def tool_call(
         self,

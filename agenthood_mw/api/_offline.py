@@ -144,8 +144,8 @@ class OfflineProvider:
         try:
             for match in _PIECES.finditer(completion.text):
                 piece = match.group()
+                sent += len(piece)  # handed over once yielded, even if the consumer stops
                 yield piece
-                sent += len(piece)
         finally:
             output = completion.usage.output_tokens
             if sent < len(completion.text):

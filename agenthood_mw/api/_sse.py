@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
+import anyio.from_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -87,22 +89,30 @@ def wants_event_stream(accept: str | None) -> bool:
 
 class EventSink:
     """Where a run's events go while it streams: an unbounded in-process queue read by the
-    response. :meth:`emit` never blocks (agents call it from sync code); events emitted after
-    the stream ended are dropped."""
+    response. :meth:`emit` never blocks (agents call it from sync code, also from the worker
+    thread of a plain ``def`` agent); events emitted after the stream ended are dropped."""
 
     def __init__(self) -> None:
         send, receive = anyio.create_memory_object_stream[tuple[str, object]](math.inf)
         self._send: MemoryObjectSendStream[tuple[str, object]] = send
         self.receive: MemoryObjectReceiveStream[tuple[str, object]] = receive
-        self.count = 0
+        self._thread = threading.get_ident()  # the event loop's thread
 
     def emit(self, event: str, data: object) -> None:
         """Queue one event (``data`` JSON-serialisable, or ``bytes`` of JSON)."""
+        if threading.get_ident() != self._thread:  # a worker thread: hand over to the loop
+            try:
+                anyio.from_thread.run_sync(self._put, (event, data))
+            except RuntimeError:  # the loop is gone: the stream is over
+                return
+            return
+        self._put((event, data))
+
+    def _put(self, item: tuple[str, object]) -> None:
         try:
-            self._send.send_nowait((event, data))
+            self._send.send_nowait(item)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             return
-        self.count += 1
 
     def close(self) -> None:
         """No more events (the response ends once the queue is drained)."""
