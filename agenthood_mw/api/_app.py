@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
+import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -431,6 +432,7 @@ class AgenthoodAPI(Starlette):
                     "memoryScope": MemoryScope.for_identity(caller).label,
                 },
             )
+            await anyio.lowlevel.checkpoint()  # the start event goes out before the run begins
             try:
                 result = await run(sink)
             except RunFailed as exc:
