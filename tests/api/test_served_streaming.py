@@ -133,7 +133,8 @@ def test_the_first_event_arrives_before_the_run_ends(server: dict[str, Any]) -> 
                 last = time.perf_counter() - started
     assert kinds[0] == "start" and kinds[-1] == "result"
     assert kinds.count("step") == 10
-    assert first < last / 3  # streamed as it ran, not buffered until the end
+    # streamed as it ran (10 pieces 50 ms apart), not buffered until the end
+    assert last - first > 0.3, (first, last)
 
 
 # -- the official openai package -----------------------------------------------------------
