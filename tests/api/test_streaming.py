@@ -4,19 +4,29 @@ validation before streaming, budget stops, errors, heartbeats, sync agents, the 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agenthood_mw.api import AgenthoodAPI, OfflineProvider, RunContext
+from agenthood_mw.api import (
+    AgenthoodAPI,
+    OfflineProvider,
+    OpenAICompatibleProvider,
+    ProviderFailover,
+    RunContext,
+)
 from agenthood_mw.api._sse import encode_comment, encode_event, wants_event_stream
 from agenthood_mw.api.demo import demo_agents
 
-from .test_app import SEED_KEYS, client, make_api, token
+from .test_app import SEED_KEYS, SpyAgent, client, make_api, token
+
+if TYPE_CHECKING:
+    from .conftest import LLMServer
 
 SSE = {"accept": "text/event-stream"}
 
@@ -325,3 +335,95 @@ def test_wants_event_stream(accept: str | None, expected: bool) -> None:
 def test_heartbeat_option_is_checked_at_construction() -> None:
     with pytest.raises(ValueError, match="heartbeat"):
         AgenthoodAPI(agents=demo_agents(), heartbeat=0)
+
+
+async def test_a_remote_provider_streams_its_deltas_through_failover(
+    llm_server: Callable[[str], LLMServer],
+) -> None:
+    primary = llm_server("primary")
+    secondary = llm_server("secondary")
+    primary.mode = 503
+    chain = ProviderFailover(
+        [
+            OpenAICompatibleProvider(model="test-model", base_url=primary.url, name="primary"),
+            OpenAICompatibleProvider(model="test-model", base_url=secondary.url, name="second"),
+        ]
+    )
+    api = make_api(
+        [SpyAgent()], provider=chain, prices={"test-model": {"input": "1", "output": "2"}}
+    )
+    async with client(api) as c:
+        s = await c.post(
+            "/agents/spy/run", json={"task": "hello you"}, headers={**token("u1"), **SSE}
+        )
+        result = parse_sse(s.text)[-1]["data"]
+        await api.flush()
+        trace = (await c.get(f"/runs/{result['runId']}", headers=token("u1"))).json()
+    await api.aclose()
+    deltas = [e["data"]["text"] for e in parse_sse(s.text) if e["event"] == "delta"]
+    assert deltas == ["secondary ", "says: ", "hello ", "you "]  # as the server streamed them
+    assert primary.requests[0]["stream"] is True and secondary.requests[0]["stream"] is True
+    assert result["output"] == "secondary says: hello you "
+    # the usage the secondary server reported at the end of its stream, priced exactly
+    assert result["cost"] == {
+        "inputTokens": 31,
+        "outputTokens": 9,
+        "totalCost": Decimal("0.000049"),
+    }
+    attempts = [e for e in trace["events"] if e["type"] == "tool_call"]
+    assert [(a["arguments"]["provider"], a["result"]["outcome"]) for a in attempts] == [
+        ("primary", "failed"),
+        ("second", "ok"),
+    ]
+
+
+async def test_a_refusal_before_the_first_delta_is_an_error_event(
+    llm_server: Callable[[str], LLMServer],
+) -> None:
+    primary = llm_server("primary")
+    primary.mode = 400
+    chain = ProviderFailover(
+        [
+            OpenAICompatibleProvider(model="test-model", base_url=primary.url, name="primary"),
+            OfflineProvider(),
+        ]
+    )
+    api = make_api(
+        [SpyAgent()],
+        provider=chain,
+        prices={
+            "test-model": {"input": "1", "output": "2"},
+            "agenthood-offline-1": {"input": "1", "output": "1"},
+        },
+    )
+    async with client(api) as c:
+        s = await c.post("/agents/spy/run", json={"task": "hi"}, headers={**token("u1"), **SSE})
+    await api.aclose()
+    events = parse_sse(s.text)
+    assert events[-1]["event"] == "error"
+    assert events[-1]["data"]["error"]["type"] == "provider_error"
+
+
+async def test_failover_streams_a_provider_without_stream_in_one_piece() -> None:
+    class Plain:
+        name = "plain"
+
+        async def complete(self, messages: Any, **kwargs: Any) -> Any:
+            return await OfflineProvider(name="plain").complete(messages, **kwargs)
+
+        async def aclose(self) -> None:
+            return None
+
+    chain = ProviderFailover([Plain()])
+    deltas = [d async for d in chain.stream([{"role": "user", "content": "hi there"}])]
+    assert deltas == ["[offline] done: hi there"]
+
+
+async def test_a_run_timeout_ends_the_stream_with_stop_reason_timeout() -> None:
+    api = make_api([Sleeper()], run_timeout=0.1)
+    async with client(api) as c:
+        s = await c.post("/agents/sleeper/run", json={"task": "x"}, headers={**token("a"), **SSE})
+    await api.aclose()
+    events = parse_sse(s.text)
+    assert events[-1]["event"] == "result"
+    assert events[-1]["data"]["stopReason"] == "timeout"
