@@ -211,7 +211,10 @@ async def test_the_extension_field_carries_the_exact_decimal_cost() -> None:
             json={"model": "the-developer", "messages": [{"role": "user", "content": "go"}]},
             headers=token("u1"),
         )
+        trace = await c.get(f"/runs/{r.headers['x-agenthood-run-id']}", headers=token("u1"))
     await api.aclose()
+    # the meter attributes the run to the agent named by 'model' (per-agent budgets, reports)
+    assert trace.json()["agent"] == "the-developer"
     body = json.loads(r.text, parse_float=Decimal)
     run = body["agenthood"]
     assert list(run) == [
@@ -235,3 +238,24 @@ async def test_the_extension_field_carries_the_exact_decimal_cost() -> None:
         "completion_tokens": run["cost"]["outputTokens"],
         "total_tokens": run["cost"]["inputTokens"] + run["cost"]["outputTokens"],
     }
+
+
+async def test_the_sdk_reaches_a_mounted_api_under_its_prefix() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    api = make_api()
+    outer = Starlette(routes=[Mount("/agenthood", app=api)])
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url="http://test")
+    bearer = token("u1")["authorization"].removeprefix("Bearer ")
+    client = openai.AsyncOpenAI(
+        base_url="http://test/agenthood/v1", api_key=bearer, http_client=http, max_retries=0
+    )
+    reply = await client.chat.completions.create(
+        model="the-scribe", messages=[{"role": "user", "content": "remember tea: green"}]
+    )
+    models = [m.id async for m in client.models.list()]
+    await api.aclose()
+    assert reply.choices[0].message.content == "Noted: tea = green"
+    assert reply.model_extra["agenthood"]["agent"] == "the-scribe"
+    assert "the-scribe" in models
