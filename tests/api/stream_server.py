@@ -8,6 +8,7 @@ SQLite API-key store path), ``STREAM_BUDGET`` (a per-user daily spend budget in 
 from __future__ import annotations
 
 import os
+import time
 
 import anyio
 
@@ -36,11 +37,29 @@ class Chatty:
         return "".join(pieces)
 
 
+class SyncChatty:
+    """The same as a plain ``def`` agent (a worker thread, which cannot be cancelled)."""
+
+    name = "sync-chatty"
+    description = "talks for a long time, in a thread"
+
+    def run(self, task: str, ctx: RunContext) -> str:
+        pieces: list[str] = []
+        for number in range(1, 41):
+            ctx.step("say", number=number)
+            completion = ctx.call(ctx.complete, [{"role": "user", "content": f"{task} #{number}"}])
+            pieces.append(f"{completion.text}\n")
+            ctx.partial_output = "".join(pieces)
+            ctx.emit(pieces[-1])
+            time.sleep(0.05)
+        return "".join(pieces)
+
+
 def make_app() -> AgenthoodAPI:
     budget = os.environ.get("STREAM_BUDGET")
     meter_options = {"budgets": [Budget(per="user", limit=budget, window="1d")]} if budget else {}
     api = AgenthoodAPI(
-        agents=[*demo_agents(), Chatty()],
+        agents=[*demo_agents(), Chatty(), SyncChatty()],
         ledger=os.environ["STREAM_LEDGER"],
         meter_options=meter_options,
         heartbeat=0.5,

@@ -68,13 +68,16 @@ def run_trace(url: str, user: str, run_id: str) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def test_a_client_that_hangs_up_cancels_the_run_and_is_charged(server: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("agent", "user"), [("chatty", "leaver"), ("sync-chatty", "quitter")])
+def test_a_client_that_hangs_up_cancels_the_run_and_is_charged(
+    server: dict[str, Any], agent: str, user: str
+) -> None:
     url = server["url"]
     port = int(url.rsplit(":", 1)[1])
     body = json.dumps({"task": "tell me everything"}).encode()
     request = (
-        f"POST /agents/chatty/run HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-        f"authorization: Bearer {jwt('leaver')}\r\ncontent-type: application/json\r\n"
+        f"POST /agents/{agent}/run HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        f"authorization: Bearer {jwt(user)}\r\ncontent-type: application/json\r\n"
         f"accept: text/event-stream\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
     received = b""
@@ -91,17 +94,17 @@ def test_a_client_that_hangs_up_cancels_the_run_and_is_charged(server: dict[str,
     found = re.search(rb"event: start\ndata: (\{.*?\})\n", stream)  # chunked: match, not split
     assert found is not None, stream
     start = json.loads(found.group(1))
-    trace = run_trace(url, "leaver", start["runId"])
+    trace = run_trace(url, user, start["runId"])
     assert trace["stopReason"] == "client_disconnected", trace
     time.sleep(0.5)  # had the run gone on, it would have taken more steps by now
-    again = run_trace(url, "leaver", start["runId"])
+    again = run_trace(url, user, start["runId"])
     assert again == trace
     steps = trace["totals"]["steps"]
     assert 3 <= steps < 40
     # what the run used before the hang-up is in the ledger, charged to the caller
     ledger = ledger_from_url(server["ledger"])
     try:
-        spend = anyio_run(ledger.spend, MemoryScope.operator(user="leaver"))
+        spend = anyio_run(ledger.spend, MemoryScope.operator(user=user))
     finally:
         anyio_run(ledger.close)
     assert spend == Decimal(trace["totals"]["totalCost"]) > 0
@@ -225,6 +228,7 @@ def test_two_users_with_their_own_keys_see_only_their_own_memory(server: dict[st
         "the-reviewer",
         "the-scribe",
         "chatty",
+        "sync-chatty",
     ]
 
 
