@@ -16,6 +16,7 @@ from typing import Final
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -168,7 +169,7 @@ class SSEResponse(Response):
 
         async def watch(cancel: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
-                pass
+                await anyio.lowlevel.checkpoint()  # a server that repeats messages never spins
             self._gone(cancel)
 
         await send({"type": "http.response.start", "status": 200, "headers": list(SSE_HEADERS)})
