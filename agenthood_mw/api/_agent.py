@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw._identity import Identity
-from agenthood_mw.api._provider import ChatMessage, Completion, LLMProvider
+from agenthood_mw.api._provider import (
+    ChatMessage,
+    Completion,
+    LLMProvider,
+    StreamingLLMProvider,
+    Usage,
+)
 
 if TYPE_CHECKING:
+    from agenthood_mw.api._sse import EventSink
     from agenthood_mw.memory import ScopedMemory
     from agenthood_mw.metering import Meter, ThinkingBudget
 
@@ -29,6 +37,10 @@ class Agent(Protocol):
 
     An optional ``budget`` attribute (a :class:`~agenthood_mw.ThinkingBudget`) sets this
     agent's own limits; a request can only lower them.
+
+    Streaming is optional: every run can be streamed (its steps, tool calls and the model's
+    text deltas are sent as they happen); an agent that also streams its answer calls
+    :meth:`RunContext.emit` with successive pieces of its output.
     """
 
     name: str
@@ -71,6 +83,9 @@ class RunContext:
             stopped by its budget or its timeout.
         conversation_id: the request's optional ``conversationId`` (a name the caller picks
             for a conversation; it only ever selects among the caller's own threads).
+        messages: the whole conversation when the run came through the OpenAI-compatible
+            ``/v1/chat/completions`` (system messages and earlier turns; the task is the last
+            user message); empty for ``POST /agents/{name}/run``.
 
     Once the API asks the run to stop (``run_timeout`` reached, the request cancelled),
     :attr:`stop_requested` is set and :meth:`step`, :meth:`complete` and :meth:`call` raise
@@ -89,7 +104,24 @@ class RunContext:
     agent: str
     partial_output: str = ""
     conversation_id: str | None = None
+    messages: tuple[ChatMessage, ...] = ()
+    events: EventSink | None = field(default=None, repr=False)
     _stop_reason: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether this run is streamed to its caller (:meth:`emit` is a no-op otherwise)."""
+        return self.events is not None
+
+    def emit(self, text: str) -> None:
+        """Stream the next piece of the run's answer (an ``output`` event; the content of the
+        OpenAI-compatible stream). The pieces should add up to the start of the output the run
+        returns: what the returned output adds after them is sent when the run ends. No-op when
+        the run is not streamed."""
+        if not isinstance(text, str):
+            raise TypeError("emit() takes the next piece of the answer as a str")
+        if self.events is not None and text:
+            self.events.emit("output", {"text": text})
 
     @property
     def stop_requested(self) -> str | None:
@@ -121,6 +153,9 @@ class RunContext:
         self._check_stop()
         self.meter.check_budget()
         self.meter.step(name, **attrs)
+        if self.events is not None:
+            step = {"step": self.meter.totals.steps, "name": name, "attrs": attrs}
+            self.events.emit("step", step)
 
     def tool_call(
         self,
@@ -130,8 +165,11 @@ class RunContext:
         result: Any = None,
         error: str | None = None,
     ) -> None:
-        """Record a tool call in the trace."""
+        """Record a tool call in the trace (and stream it as a ``tool_call`` event)."""
         self.meter.tool_call(name, arguments=arguments, result=result, error=error)
+        if self.events is not None:
+            call = {"name": name, "arguments": arguments, "result": result, "error": error}
+            self.events.emit("tool_call", call)
 
     async def complete(
         self,
@@ -148,6 +186,10 @@ class RunContext:
         remains of it. Usage is recorded on :attr:`meter` by the provider (the meter is bound
         as ``current_meter()`` for the call, also when the agent runs outside the request's
         context). Raises ``BudgetExhausted`` once the run was asked to stop.
+
+        In a streamed run the answer's text is sent as ``delta`` events: as the provider
+        streams it when it is a :class:`~agenthood_mw.api.StreamingLLMProvider`, else in one
+        piece when the call returns.
         """
         self._check_stop()
         self._check_call_budget()
@@ -160,11 +202,50 @@ class RunContext:
 
         token = set_meter(self.meter)  # the provider records usage on this run's meter
         try:
-            return await self.provider.complete(
+            # a plain attribute test: isinstance() on the runtime-checkable protocol took
+            # ~20 µs per call (benchmarks/bench_stream.py)
+            if self.events is not None and callable(getattr(self.provider, "stream", None)):
+                provider = cast("StreamingLLMProvider", self.provider)
+                return await self._streamed(provider, messages, model, max_tokens, temperature)
+            completion = await self.provider.complete(
                 messages, model=model, max_tokens=max_tokens, temperature=temperature
             )
         finally:
             reset_meter(token)
+        if self.events is not None and completion.text:
+            self.events.emit("delta", {"text": completion.text})
+        return completion
+
+    async def _streamed(
+        self,
+        provider: StreamingLLMProvider,
+        messages: Sequence[ChatMessage],
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> Completion:
+        """One streamed model call: each delta is sent as it comes; the usage the provider
+        records on the meter (also when the run is cancelled mid-stream) is the completion's."""
+        assert self.events is not None
+        before = self.meter.totals
+        parts: list[str] = []
+        deltas = provider.stream(
+            messages, model=model, max_tokens=max_tokens, temperature=temperature
+        )
+        async with contextlib.aclosing(deltas):  # type: ignore[type-var]
+            async for delta in deltas:
+                parts.append(delta)
+                self.events.emit("delta", {"text": delta})
+        after = self.meter.totals
+        return Completion(
+            text="".join(parts),
+            usage=Usage(
+                input_tokens=after.input_tokens - before.input_tokens,
+                output_tokens=after.output_tokens - before.output_tokens,
+            ),
+            model=model or str(getattr(provider, "model", "") or provider.name),
+            provider=provider.name,
+        )
 
     def _check_call_budget(self) -> None:
         # A model call belongs to the step that precedes it, so the step limit does not stop it

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
+import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -25,6 +26,16 @@ from agenthood_mw.api._background import (
     BackgroundRuns,
     last_event_id,
     render_record,
+)
+from agenthood_mw.api._chat import (
+    DONE,
+    ChatRequest,
+    ChatStream,
+    completion_body,
+    model_body,
+    models_body,
+    openai_error,
+    parse_chat_request,
 )
 from agenthood_mw.api._config import (
     check_agents,
@@ -54,7 +65,13 @@ from agenthood_mw.api._request import (
     parse_run_request,
     too_large,
 )
-from agenthood_mw.api._runner import RunFailed, render_response, run_agent
+from agenthood_mw.api._runner import RunFailed, render_response, render_run_event, run_agent
+from agenthood_mw.api._sse import (
+    EventSink,
+    Render,
+    SSEResponse,
+    wants_event_stream,
+)
 from agenthood_mw.memory import MemoryBackend
 from agenthood_mw.metering import (
     CostMeterMiddleware,
@@ -79,6 +96,10 @@ DEMO_PRICES: Final = {OFFLINE_MODEL: {"input": "0.75", "output": "2.00"}}
 
 _RUN_KEY: Final = "api_run"
 _HEALTH_SCOPE: Final = MemoryScope.operator(user="agenthood-health-check")
+#: ``stopReason`` of a streamed run whose client disconnected (the run is cancelled, charged).
+CLIENT_DISCONNECTED: Final = "client_disconnected"
+_SSE: Final = "sse"
+RunCall = Callable[[EventSink | None], Awaitable[dict[str, Any]]]
 
 
 class AgenthoodAPI(Starlette):
@@ -129,6 +150,8 @@ class AgenthoodAPI(Starlette):
         health_cache: seconds a ``GET /health`` result is reused (0 to 300; 0: every probe
             checks, concurrent probes still share one check). ``GET /health`` is
             unauthenticated: the cache bounds the store reads any number of probes cause.
+        heartbeat: idle seconds after which a streamed run sends an SSE comment line, so
+            proxies keep the connection open (default 15).
         middleware, routes, debug, title: as for Starlette / the OpenAPI title.
     """
 
@@ -151,6 +174,7 @@ class AgenthoodAPI(Starlette):
         max_runs_per_user: int = 4,
         run_lease: float = 30.0,
         health_cache: float = 1.0,
+        heartbeat: float = 15.0,
         middleware: Sequence[Middleware] | None = None,
         routes: Sequence[BaseRoute] | None = None,
         debug: bool = False,
@@ -182,6 +206,7 @@ class AgenthoodAPI(Starlette):
         check_positive(stop_grace, "stop_grace", integer=False)
         check_positive(max_runs_per_user, "max_runs_per_user", integer=True)
         check_positive(run_lease, "run_lease", integer=False)
+        check_positive(heartbeat, "heartbeat", integer=False)
         if meter_options is not None and not isinstance(meter_options, Mapping):
             raise TypeError("meter_options: expected a mapping of CostMeterMiddleware keywords")
         health_ttl = check_health_cache(health_cache)
@@ -194,6 +219,7 @@ class AgenthoodAPI(Starlette):
         self.max_task_chars = max_task_chars
         self.run_timeout = run_timeout
         self.stop_grace = float(stop_grace)
+        self.heartbeat = float(heartbeat)
         self._health_cache = HealthCache(self._check_stores, ttl=health_ttl)
         # the stores last: nothing is opened when an option above is wrong
         self.memory_backend = memory_backend({} if memory is None else memory)
@@ -244,6 +270,9 @@ class AgenthoodAPI(Starlette):
                 Route("/runs/{run_id}/events", self._run_events, methods=["GET"]),
                 Route("/runs/{run_id}/cancel", self._cancel_run, methods=["POST"]),
                 Route("/health", self._health, methods=["GET"]),
+                Route("/v1/chat/completions", RawASGI(self._chat), methods=["POST"]),
+                Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/v1/models/{model}", self._get_model, methods=["GET"]),
                 Route("/openapi.json", self._openapi_json, methods=["GET"]),
                 *(routes or ()),
             ],
@@ -338,18 +367,41 @@ class AgenthoodAPI(Starlette):
         except RunRequestError as exc:
             await error_response(exc.error)(scope, receive, send)
             return
-        agenthood_state(scope)[_RUN_KEY] = (agent, caller, run_request)
+        stream = run_request.stream or wants_event_stream(request.headers.get("accept"))
+        agenthood_state(scope)[_RUN_KEY] = (agent, caller, run_request, _SSE if stream else None)
+        await self.meter(scope, consumed_receive(receive), send)
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/chat/completions``: validated like a run (OpenAI-shaped errors), then
+        run through the same meter with the body's ``model`` as the agent."""
+        request = Request(scope, receive)
+        try:
+            caller = self._caller(request)
+            if isinstance(caller, HTTPError):
+                raise RunRequestError(caller)
+            body = await self._read_body(request)
+            chat = parse_chat_request(body, agents=self.agents, max_task_chars=self.max_task_chars)
+        except RunRequestError as exc:
+            await openai_error(exc.error)(scope, receive, send)
+            return
+        agent = self.agents[chat.model]
+        run_request = RunRequest(task=chat.task, thinking_budget=chat.thinking_budget)
+        agenthood_state(scope)[_RUN_KEY] = (agent, caller, run_request, chat)
+        # the meter names a run's agent from the path's {name}; here it is the body's model
+        scope = {**scope, "path_params": {**scope.get("path_params", {}), "name": agent.name}}
         await self.meter(scope, consumed_receive(receive), send)
 
     async def _execute(self, request: Request) -> Response:
         """The metered part of a run (inside ``CostMeterMiddleware``)."""
-        agent, caller, run_request = agenthood_state(request.scope).pop(_RUN_KEY)
+        agent, caller, run_request, shape = agenthood_state(request.scope).pop(_RUN_KEY)
         meter = current_meter()
         meter.set_agent(agent.name)
         if run_request.thinking_budget is not None:
             meter.thinking_budget = run_request.thinking_budget
-        try:
-            result = await run_agent(
+        messages = shape.messages if isinstance(shape, ChatRequest) else ()
+
+        async def run(events: EventSink | None) -> dict[str, Any]:
+            return await run_agent(
                 agent=agent,
                 task=run_request.task,
                 conversation_id=run_request.conversation_id,
@@ -359,7 +411,16 @@ class AgenthoodAPI(Starlette):
                 provider=self.provider,
                 run_timeout=self.run_timeout,
                 stop_grace=self.stop_grace,
+                events=events,
+                messages=messages,
             )
+
+        if isinstance(shape, ChatRequest):
+            return await self._chat_response(run, meter, caller, shape)
+        if shape == _SSE:
+            return self._stream(run, meter, caller, render_run_event, b"")
+        try:
+            result = await run(None)
         except RunFailed as exc:
             return error_response(exc.error)
         return Response(
@@ -367,6 +428,74 @@ class AgenthoodAPI(Starlette):
             media_type="application/json",
             headers={"cache-control": "no-store"},
         )
+
+    async def _chat_response(
+        self, run: RunCall, meter: Meter, caller: Identity, chat: ChatRequest
+    ) -> Response:
+        if chat.stream:
+            render = ChatStream(chat.model, include_usage=chat.include_usage)
+            return self._stream(run, meter, caller, render, DONE)
+        try:
+            result = await run(None)
+        except RunFailed as exc:
+            return openai_error(exc.error)
+        return Response(
+            completion_body(result),
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )
+
+    def _stream(
+        self, run: RunCall, meter: Meter, caller: Identity, render: Render, closing: bytes
+    ) -> SSEResponse:
+        """A streamed run: ``start``, the run's own events, then ``result`` or ``error``. A
+        client that disconnects cancels the run; what it used is charged (``stopReason:
+        client_disconnected`` in the trace)."""
+
+        async def produce(sink: EventSink) -> None:
+            sink.emit(
+                "start",
+                {
+                    "runId": meter.run_id,
+                    "agent": meter.agent,
+                    "userId": caller.user_id,
+                    "memoryScope": MemoryScope.for_identity(caller).label,
+                },
+            )
+            await anyio.lowlevel.checkpoint()  # the start event goes out before the run begins
+            try:
+                result = await run(sink)
+            except RunFailed as exc:
+                sink.emit("error", exc.error)
+            except Exception:
+                logger.exception("streamed run %s failed", meter.run_id)
+                sink.emit("error", HTTPError(500, "internal_error", "internal server error"))
+            else:
+                sink.emit("result", result)
+
+        def disconnected() -> None:
+            if meter.stop_reason is None:
+                meter.stop_reason = CLIENT_DISCONNECTED
+            meter.record_error(CLIENT_DISCONNECTED)
+
+        return SSEResponse(
+            produce, render, heartbeat=self.heartbeat, on_disconnect=disconnected, closing=closing
+        )
+
+    async def _list_models(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, HTTPError):
+            return openai_error(caller)
+        return json_response(models_body(list(self.agents)))
+
+    async def _get_model(self, request: Request) -> Response:
+        caller = self._caller(request)
+        if isinstance(caller, HTTPError):
+            return openai_error(caller)
+        name = request.path_params["model"]
+        if name not in self.agents:
+            return openai_error(HTTPError(404, "model_not_found", "no agent with this name"))
+        return json_response(model_body(name))
 
     async def _list_agents(self, request: Request) -> Response:
         del request

@@ -8,7 +8,7 @@ one ``llm_provider`` tool call per attempt in the run's trace.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from agenthood_mw._core.failover import BreakerConfig, BreakerState, CircuitBreaker, FailureKind
@@ -171,7 +171,109 @@ class ProviderFailover:
         retry_after = max(0.0, min(retry_times) - self._clock()) if retry_times else None
         raise AllProvidersFailed(attempts, name=self.name, retry_after=retry_after)
 
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream the answer of the first provider that can.
+
+        A provider fails over only until its first delta arrives (the same rules and breakers
+        as :meth:`complete`); once text was passed on, its errors are raised. A provider
+        without ``stream()`` answers in one piece.
+        """
+        attempts: list[tuple[str, str]] = []
+        for index, provider in enumerate(self.providers):
+            breaker = self._breakers[provider.name]
+            if not breaker.allow(self._clock()):
+                attempts.append((provider.name, "skipped: cooling down"))
+                _trace_attempt(provider=provider.name, index=index, outcome="skipped")
+                continue
+            try:
+                first, rest = await _open_stream(provider, messages, model, max_tokens, temperature)
+            except ProviderError as exc:
+                self._failed(provider.name, index, exc, attempts)
+                continue
+            except BaseException:
+                breaker.release()
+                raise
+            breaker.record_success(self._clock())
+            _trace_attempt(provider=provider.name, index=index, outcome="ok", streamed=True)
+            try:
+                if first:
+                    yield first
+                async for delta in rest:
+                    yield delta
+            finally:  # also when the consumer stops early: the provider records its usage
+                closer = getattr(rest, "aclose", None)
+                if closer is not None:
+                    await closer()
+            return
+        retry_times = [t for b in self._breakers.values() if (t := b.retry_at()) is not None]
+        retry_after = max(0.0, min(retry_times) - self._clock()) if retry_times else None
+        raise AllProvidersFailed(attempts, name=self.name, retry_after=retry_after)
+
+    def _failed(
+        self, name: str, index: int, exc: ProviderError, attempts: list[tuple[str, str]]
+    ) -> None:
+        """Book one failed attempt; re-raise a refusal that no other provider would change."""
+        breaker = self._breakers[name]
+        if not exc.retryable:
+            breaker.release()
+            _trace_attempt(
+                provider=name,
+                index=index,
+                outcome="refused",
+                error=exc.kind.value,
+                status=exc.status,
+            )
+            raise exc
+        breaker.record_failure(self._clock())
+        attempts.append((name, exc.kind.value if exc.status is None else f"HTTP {exc.status}"))
+        _trace_attempt(
+            provider=name, index=index, outcome="failed", error=exc.kind.value, status=exc.status
+        )
+
     async def aclose(self) -> None:
         """Close every provider of the chain."""
         for provider in self.providers:
             await provider.aclose()
+
+
+async def _no_more() -> AsyncIterator[str]:
+    return
+    yield  # an empty async generator
+
+
+async def _open_stream(
+    provider: LLMProvider,
+    messages: Sequence[ChatMessage],
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+) -> tuple[str, AsyncIterator[str]]:
+    """Start ``provider``'s answer: ``(first delta, the rest)``; a provider without
+    ``stream()`` answers whole (``(text, nothing)``). Raises what the provider raises before
+    its first delta."""
+    stream = getattr(provider, "stream", None)
+    if not callable(stream):
+        completion = await provider.complete(
+            messages, model=model, max_tokens=max_tokens, temperature=temperature
+        )
+        return completion.text, _no_more()
+    deltas: AsyncIterator[str] = stream(
+        messages, model=model, max_tokens=max_tokens, temperature=temperature
+    )
+    try:
+        first = await deltas.__anext__()
+    except StopAsyncIteration:
+        return "", _no_more()
+    except BaseException:
+        closer = getattr(deltas, "aclose", None)
+        if closer is not None:
+            await closer()
+        raise
+    return first, deltas

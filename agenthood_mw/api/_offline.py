@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from agenthood_mw.api._provider import (
@@ -38,6 +40,8 @@ _PLAN = (
     "Summarise the change for review",
 )
 _LIST_HINTS = ("numbered list", "list of", "steps")
+#: How the offline stream cuts its answer: each word with the blanks before it.
+_PIECES = re.compile(r"\s*\S+")
 
 
 def estimate_tokens(text: str) -> int:
@@ -70,6 +74,9 @@ def _default_answer(messages: Sequence[dict[str, Any]]) -> str:
 
 class OfflineProvider:
     """A deterministic, offline :class:`~agenthood_mw.api.LLMProvider` (clearly labelled).
+
+    It also streams (:meth:`stream`, a :class:`~agenthood_mw.api.StreamingLLMProvider`): the same
+    answer, word by word.
 
     The same messages always give the same answer, prefixed with ``[offline]``: a numbered plan
     of 3 to 5 generic steps when the system prompt asks for a list or steps, otherwise one line
@@ -112,6 +119,47 @@ class OfflineProvider:
         temperature: float | None = None,
     ) -> Completion:
         """Answer deterministically; usage is recorded on the current meter."""
+        completion = self._answer(messages, model, max_tokens, temperature)
+        record_usage(completion)
+        return completion
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        """The answer of :meth:`complete`, word by word (each piece with the blanks before it).
+
+        The usage is recorded on the meter current when the stream started once it ends; a
+        consumer that stops early is charged the whole prompt and the output sent so far.
+        """
+        from agenthood_mw.api._provider import bound_meter
+
+        meter = bound_meter()
+        completion = self._answer(messages, model, max_tokens, temperature)
+        sent = 0
+        try:
+            for match in _PIECES.finditer(completion.text):
+                piece = match.group()
+                sent += len(piece)  # handed over once yielded, even if the consumer stops
+                yield piece
+        finally:
+            output = completion.usage.output_tokens
+            if sent < len(completion.text):
+                output = estimate_tokens(completion.text[:sent])
+            usage = Usage(input_tokens=completion.usage.input_tokens, output_tokens=output)
+            record_usage(replace(completion, usage=usage), meter=meter)
+
+    def _answer(
+        self,
+        messages: Sequence[ChatMessage],
+        model: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> Completion:
         del temperature
         checked = validate_messages(messages)
         check_priced(model or self.model, self.name)
@@ -124,15 +172,13 @@ class OfflineProvider:
                 text, finish = text[: max_tokens * 4], "length"
         input_tokens = estimate_prompt_tokens(checked)
         self.calls += 1
-        completion = Completion(
+        return Completion(
             text=text,
             usage=Usage(input_tokens=input_tokens, output_tokens=estimate_tokens(text)),
             model=model or self.model,
             provider=self.name,
             finish_reason=finish,
         )
-        record_usage(completion)
-        return completion
 
     async def aclose(self) -> None:
         """Nothing to release."""

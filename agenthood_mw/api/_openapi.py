@@ -67,6 +67,11 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                             "and carriage return; the body nests at most "
                             f"{MAX_JSON_DEPTH} levels.",
                         },
+                        "stream": {
+                            "type": "boolean",
+                            "description": "Stream the run as Server-Sent Events (as does "
+                            "'Accept: text/event-stream').",
+                        },
                         "budget": {
                             "type": "object",
                             "additionalProperties": False,
@@ -147,7 +152,11 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                             "content": {
                                 "application/json": {
                                     "schema": {"$ref": "#/components/schemas/RunResponse"}
-                                }
+                                },
+                                "text/event-stream": {
+                                    "description": "Events start, step, delta, output, "
+                                    "tool_call, then result (the RunResponse) or error."
+                                },
                             },
                         },
                         "401": _error("Missing or invalid credential."),
@@ -187,6 +196,7 @@ def openapi_document(*, title: str, agent_names: Sequence[str]) -> dict[str, Any
                     },
                 }
             },
+            **_openai_paths(bearer, agent_names),
             "/health": {
                 "get": {
                     "summary": "Liveness and store checks (no authentication)",
@@ -316,4 +326,47 @@ def add_background_runs(document: dict[str, Any], *, agent_names: Sequence[str])
                 "409": _error("The run executes in another worker process."),
             },
         }
+    }
+
+
+def _openai_paths(bearer: list[dict[str, list[str]]], agent_names: Sequence[str]) -> dict[str, Any]:
+    """The OpenAI-compatible surface (its bodies are OpenAI's; see docs/api.md)."""
+    return {
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "OpenAI-compatible chat completion: 'model' is an agent's name",
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["model", "messages"],
+                                "properties": {
+                                    "model": {"type": "string", "enum": list(agent_names)},
+                                    "messages": {"type": "array", "minItems": 1},
+                                    "stream": {"type": "boolean"},
+                                    "stream_options": {"type": "object"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "A chat.completion, or chat.completion.chunk events."},
+                    "401": _error("Missing or invalid credential."),
+                    "404": _error("Unknown agent (code model_not_found)."),
+                    "422": _error("Invalid messages or parameters."),
+                    "429": _error("Rate limited or budget spent (see Retry-After)."),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The agents, as OpenAI models",
+                "security": bearer,
+                "responses": {"200": {"description": "A list of model objects."}},
+            }
+        },
     }

@@ -27,6 +27,8 @@ __all__ = [
     "RunRequestError",
     "check_content_length",
     "check_content_type",
+    "check_task",
+    "parse_budget",
     "parse_run_request",
     "too_large",
 ]
@@ -48,7 +50,7 @@ BUDGET_RANGES: Final[dict[str, tuple[int | Decimal, int | Decimal]]] = {
 }
 #: Deepest JSON nesting accepted in a run request (a valid request needs two levels).
 MAX_JSON_DEPTH: Final = 32
-_ALLOWED_TOP: Final = frozenset({"task", "budget", "conversationId"})
+_ALLOWED_TOP: Final = frozenset({"task", "budget", "conversationId", "stream"})
 #: Longest accepted ``conversationId`` (characters).
 MAX_CONVERSATION_ID: Final = 128
 #: Control characters refused in a task: C0 (except tab, line feed, carriage return), DEL, C1.
@@ -85,6 +87,7 @@ class RunRequest:
     budget: Mapping[str, Any] = field(default_factory=dict)
     thinking_budget: ThinkingBudget | None = None
     conversation_id: str | None = None
+    stream: bool = False
 
 
 def check_content_type(value: str | None) -> None:
@@ -245,17 +248,21 @@ def parse_run_request(body: bytes, *, max_task_chars: int) -> RunRequest:
     if unknown:
         raise _unprocessable(
             "invalid_request",
-            f"unknown field {unknown[0][:40]!r}; allowed: task, budget, conversationId",
+            f"unknown field {unknown[0][:40]!r}; allowed: task, budget, conversationId, stream",
         )
     if "task" not in data:
         raise _unprocessable("invalid_task", "'task' is required")
     task = _check_task(data["task"], max_task_chars)
     budget = _budget(data.get("budget"))
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _unprocessable("invalid_request", "'stream' must be true or false")
     return RunRequest(
         task=task,
         budget=budget,
         thinking_budget=_thinking_budget(budget),
         conversation_id=_conversation_id(data.get("conversationId")),
+        stream=stream,
     )
 
 
@@ -273,3 +280,13 @@ def _conversation_id(value: object) -> str | None:
             f"'conversationId' must be a string of 1 to {MAX_CONVERSATION_ID} printable characters",
         )
     return value
+
+
+def check_task(task: object, max_task_chars: int) -> str:
+    """A task's text, validated as in a run request (422 ``invalid_task`` otherwise)."""
+    return _check_task(task, max_task_chars)
+
+
+def parse_budget(raw: object) -> ThinkingBudget | None:
+    """A request ``budget`` object (``maxSteps`` ...) as the ThinkingBudget it asks for."""
+    return _thinking_budget(_budget(raw))

@@ -17,13 +17,15 @@ from agenthood_mw._identity import Identity
 from agenthood_mw.api._agent import Agent, AgentResult, RunContext
 from agenthood_mw.api._failover import AllProvidersFailed
 from agenthood_mw.api._provider import LLMProvider, ProviderError
+from agenthood_mw.api._sse import EventSink, encode_event
 from agenthood_mw.metering import BudgetExhausted
 
 if TYPE_CHECKING:
+    from agenthood_mw.api._provider import ChatMessage
     from agenthood_mw.memory import MemoryBackend
     from agenthood_mw.metering import Meter
 
-__all__ = ["RunFailed", "render_response", "run_agent"]
+__all__ = ["RunFailed", "render_response", "render_run_event", "run_agent"]
 
 logger = logging.getLogger("agenthood_mw.api")
 
@@ -60,6 +62,17 @@ def render_response(response: dict[str, Any]) -> bytes:
         f'"outputTokens":{int(cost["outputTokens"])},"totalCost":{total_text}}}'
     )
     return f"{head[:-1]},{cost_text},{tail[1:]}".encode()
+
+
+def render_run_event(event: str, data: object, number: int) -> bytes:
+    """A run's event as ``POST /agents/{name}/run`` streams it (``id:`` is the event's number
+    in the run): the ``result`` event carries exactly the run response, ``error`` the JSON
+    error body (``{"error": {"type", "message"}}``)."""
+    if event == "result" and isinstance(data, dict):
+        data = render_response(data)
+    elif isinstance(data, HTTPError):
+        data = data.body()
+    return encode_event(event, data, str(number))
 
 
 async def _invoke(
@@ -162,8 +175,13 @@ async def run_agent(
     run_timeout: float | None,
     stop_grace: float = 5.0,
     conversation_id: str | None = None,
+    events: EventSink | None = None,
+    messages: tuple[ChatMessage, ...] = (),
 ) -> dict[str, Any]:
     """Run ``agent`` on ``task`` for ``identity``; return the response JSON object.
+
+    ``events``: stream the run's steps, tool calls and text there (see ``RunContext.emit``);
+    ``messages``: the conversation of an OpenAI-compatible request (``RunContext.messages``).
 
     Raises :class:`RunFailed` for provider outages (503/502) and agent crashes (500); the
     meter keeps what was used (tokens spent before a failure are real spend).
@@ -188,6 +206,8 @@ async def run_agent(
         run_id=meter.run_id,
         agent=agent.name,
         conversation_id=conversation_id,
+        messages=messages,
+        events=events,
     )
     data: dict[str, Any] = {}
     stop_reason = COMPLETED

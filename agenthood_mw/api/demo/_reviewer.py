@@ -38,6 +38,7 @@ class ReviewerAgent:
         ]
         history = "\n".join(lines)
         ctx.partial_output = f"Reviewed {len(runs)} earlier run(s) of yours:\n{history}"
+        ctx.emit(ctx.partial_output)  # a streamed run shows the history before the review
         ctx.step("review")
         completion = await ctx.complete(
             [
@@ -50,4 +51,6 @@ class ReviewerAgent:
             ],
             max_tokens=300,
         )
-        return f"{ctx.partial_output}\nReview:\n{completion.text.strip()}"
+        review = f"\nReview:\n{completion.text.strip()}"
+        ctx.emit(review)
+        return ctx.partial_output + review
