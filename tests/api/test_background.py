@@ -602,3 +602,25 @@ async def test_the_rate_limit_refuses_a_background_run_before_anything_exists() 
         assert sum(r.key.startswith(".agenthood/runs/") for r in exported.project) == 2
     finally:
         await app.aclose()
+
+
+async def test_a_background_run_sees_the_requests_conversation_id() -> None:
+    class Echo:
+        name = "echo"
+        description = "answers with its conversation id"
+
+        async def run(self, task: str, ctx: RunContext) -> str:
+            return f"conversation={ctx.conversation_id}"
+
+    app = make_api([Echo()])
+    try:
+        async with client(app) as c:
+            outputs = []
+            for body in ({"task": "x", "conversationId": "plans"}, {"task": "x"}):
+                r = await c.post("/agents/echo/runs", json=body, headers=token("u"))
+                assert r.status_code == 202
+                done = await wait_status(c, r.json()["runId"], "u", "completed")
+                outputs.append(done["result"]["output"])
+    finally:
+        await app.aclose()
+    assert outputs == ["conversation=plans", "conversation=None"]
