@@ -1,0 +1,1 @@
+"""Framework integrations (extras): LangGraph and LangChain memory, scoped by construction."""
