@@ -347,8 +347,9 @@ async def test_keys_written_outside_the_store_are_refused(backend: MemoryBackend
     store = ScopedStore(backend, scope=ALICE)
     await store.aput(("acme",), "k", {"v": 1})
     await backend.put(ALICE, "facts", "langgraph/%61cme/:k", {"v": {}, "c": 0, "u": 0})
-    assert [i.value for i in await store.asearch(("acme",))] == [{"v": 1}]
     assert (await store.aget(("acme",), "k")).value == {"v": 1}  # type: ignore[union-attr]
+    with pytest.raises(ScopeViolationError, match="not a record of this store"):
+        await store.asearch(("acme",))  # searches read the whole scope: they fail closed
     with pytest.raises(ScopeViolationError, match="not a record of this store"):
         await store.asearch(())
     with pytest.raises(ScopeViolationError, match="not a record of this store"):
@@ -401,3 +402,58 @@ def test_plain_python_cosine_matches_numpy() -> None:
     assert slow == pytest.approx(fast)
     assert slow[1] == 0.0
     assert math.isclose(slow[0], (0.5 + 2.0) / (math.sqrt(5) * 1.5))
+
+
+async def test_snapshots_follow_writes_of_other_stores(backend: MemoryBackend) -> None:
+    """Two stores on one storage stand for two processes: each sees the other's writes."""
+    index = {"embed": fake_embed, "dims": DIMS, "fields": ["text"]}
+    one = ScopedStore(backend, scope=ALICE, index=index)  # type: ignore[arg-type]
+    two = ScopedStore(backend, scope=ALICE, index=index)  # type: ignore[arg-type]
+    await one.aput(("m",), "a", {"text": "apple"})
+    assert [i.key for i in await one.asearch(("m",), query="apple")] == ["a"]
+    await two.aput(("m",), "b", {"text": "apple apple"})
+    assert [i.key for i in await one.asearch(("m",), query="apple")] == ["a", "b"]
+    await two.aput(("m",), "a", {"text": "banana"})
+    hits = await one.asearch(("m",), query="banana")
+    assert (hits[0].key, hits[0].value) == ("a", {"text": "banana"})
+    await two.adelete(("m",), "b")
+    assert [i.key for i in await one.asearch(("m",))] == ["a"]
+    assert await one.alist_namespaces() == [("m",)]
+    await two.adelete(("m",), "a")
+    assert await one.alist_namespaces() == []
+
+
+async def test_returned_values_are_copies(backend: MemoryBackend) -> None:
+    store = ScopedStore(backend, scope=ALICE)
+    await store.aput(("m",), "a", {"tags": ["x"]})
+    first = await store.asearch(("m",))
+    first[0].value["tags"].append("mutated")
+    first[0].value["new"] = 1
+    assert (await store.asearch(("m",)))[0].value == {"tags": ["x"]}
+
+
+async def test_cached_snapshots_still_expire(backend: MemoryBackend, clock: FakeClock) -> None:
+    store = ScopedStore(backend, scope=ALICE)
+    await store.aput(("m",), "short", {"v": 1}, ttl=1.0)
+    await store.aput(("m",), "long", {"v": 2})
+    assert sorted(i.key for i in await store.asearch(("m",), refresh_ttl=False)) == [
+        "long",
+        "short",
+    ]
+    clock.advance(61)
+    assert [i.key for i in await store.asearch(("m",), refresh_ttl=False)] == ["long"]
+    await store.adelete(("m",), "long")
+    assert await store.alist_namespaces() == []
+
+
+@pytest.mark.parametrize("cache_scopes", [0, 1])
+async def test_cache_size(backend: MemoryBackend, cache_scopes: int) -> None:
+    a = ScopedStore(backend, scope=ALICE, cache_scopes=cache_scopes)
+    b = ScopedStore(backend, scope=BOB, cache_scopes=cache_scopes)
+    for _ in range(2):
+        await a.aput(("m",), "k", {"who": "alice"})
+        await b.aput(("m",), "k", {"who": "bob"})
+        assert [i.value["who"] for i in await a.asearch(("m",))] == ["alice"]
+        assert [i.value["who"] for i in await b.asearch(("m",))] == ["bob"]
+    with pytest.raises(ValueError, match="cache_scopes"):
+        ScopedStore(backend, cache_scopes=-1)

@@ -10,6 +10,7 @@ canonical encoding, so a stored key decodes to exactly one pair.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import quote, unquote
 
@@ -17,6 +18,7 @@ __all__ = ["ROOT", "decode", "encode", "namespace_prefix"]
 
 #: Every key of the store starts with this, apart from the app's own facts in the same scope.
 ROOT: Final = "langgraph/"
+_LITERAL: Final = re.compile(r"[A-Za-z0-9._~-]*")
 
 
 def _seg(text: str) -> str:
@@ -34,6 +36,8 @@ def encode(namespace: tuple[str, ...], key: str) -> str:
 
 
 def _canonical(part: str) -> str | None:
+    if _LITERAL.fullmatch(part):  # nothing escaped: the text is itself
+        return part
     try:
         text = unquote(part, errors="strict")
     except UnicodeDecodeError:

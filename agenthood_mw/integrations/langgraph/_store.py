@@ -9,8 +9,8 @@ keys (see ``_keys``); every key read back is decoded and checked against what wa
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from langgraph.store.base import (
@@ -36,33 +36,18 @@ from agenthood_mw._core.scope import MemoryScope
 from agenthood_mw.integrations._scoping import Binding
 from agenthood_mw.integrations.langgraph import _keys
 from agenthood_mw.integrations.langgraph._match import (
-    cosine_scores,
     matches_condition,
     matches_filter,
     pack_vector,
-    unpack_vector,
 )
+from agenthood_mw.integrations.langgraph._snapshot import Found, Snapshot, SnapshotCache
 from agenthood_mw.memory import MAX_LIMIT, MemoryBackend, Record, ScopeViolationError, SyncMemory
 
 __all__ = ["ScopedStore"]
 
 _TIER: Final = "facts"
-_VECTOR_CACHE_MAX: Final = 200_000
-
-
-class _Found:
-    """One decoded record: its namespace, key, payload and stored vectors."""
-
-    __slots__ = ("item", "ttl", "vectors")
-
-    def __init__(self, item: Item, ttl: float | None, vectors: dict[str, str]) -> None:
-        self.item = item
-        self.ttl = ttl
-        self.vectors = vectors
-
-
-def _when(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+#: The scope's generation token (outside ``_keys.ROOT``, so never an item key).
+_GENERATION: Final = "langgraph~generation"
 
 
 def _check_ttl_config(ttl: object) -> TTLConfig | None:
@@ -96,6 +81,10 @@ class ScopedStore(BaseStore):
             ``search(query=...)`` (cosine similarity, within the scope only).
         ttl: LangGraph's ``TTLConfig`` (``default_ttl`` in minutes, ``refresh_on_read``);
             expiry is the backend's own TTL, so expired items are never returned.
+        cache_scopes: how many scopes' decoded snapshots ``search``/``list_namespaces`` keep
+            in this process (LRU; ``0`` disables). A snapshot is reused only while the scope's
+            generation token, rewritten by every write of any ``ScopedStore`` on the same
+            storage, is unchanged.
     """
 
     supports_ttl: bool = True
@@ -107,15 +96,18 @@ class ScopedStore(BaseStore):
         scope: MemoryScope | None = None,
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
+        cache_scopes: int = 16,
     ) -> None:
         self._bind = Binding(memory, scope, owner="ScopedStore")
+        if isinstance(cache_scopes, bool) or not isinstance(cache_scopes, int) or cache_scopes < 0:
+            raise ValueError("cache_scopes must be an int >= 0")
+        self._snapshots = SnapshotCache(cache_scopes)
         self.ttl_config = _check_ttl_config(ttl)
         self.index_config: IndexConfig | None = None
         self._fields: list[tuple[str, str | list[str]]] = []
         self._dims = 0
         if index is not None:
             self._setup_index(index)
-        self._vector_cache: dict[str, Any] = {}
 
     def _setup_index(self, index: IndexConfig) -> None:
         if not isinstance(index, dict) or "embed" not in index:
@@ -162,7 +154,7 @@ class ScopedStore(BaseStore):
                 raise TypeError(f"unknown store operation {type(op).__name__}")
         return results
 
-    def _decode(self, scope: MemoryScope, rec: Record) -> _Found:
+    def _decode(self, scope: MemoryScope, rec: Record) -> Found:
         pair = _keys.decode(rec.key)
         payload = rec.value
         if (
@@ -176,17 +168,7 @@ class ScopedStore(BaseStore):
                 f"ScopedStore read {rec.key!r} in scope {scope.label}, which is not a record "
                 "of this store; nothing was returned"
             )
-        namespace, key = pair
-        item = Item(
-            value=payload["v"],
-            key=key,
-            namespace=namespace,
-            created_at=_when(payload["c"]),
-            updated_at=_when(payload["u"]),
-        )
-        ttl = payload.get("t")
-        vectors = payload.get("e") or {}
-        return _Found(item, ttl if isinstance(ttl, int | float) else None, vectors)
+        return Found(pair[0], pair[1], payload, rec.expires_at)
 
     async def _get(self, scope: MemoryScope, op: GetOp) -> Item | None:
         mkey = _keys.encode(op.namespace, str(op.key))
@@ -194,20 +176,27 @@ class ScopedStore(BaseStore):
         if rec is None:
             return None
         found = self._decode(scope, rec)
-        if found.item.namespace != op.namespace or found.item.key != op.key:
+        if found.namespace != op.namespace or found.key != op.key:
             raise ScopeViolationError("ScopedStore read a record of another namespace or key")
         if op.refresh_ttl and found.ttl is not None:
             await self._rewrite(scope, rec, found.ttl)
-        return found.item
+        return found.item()
 
     async def _rewrite(self, scope: MemoryScope, rec: Record, ttl_minutes: float) -> None:
         await self._bind.backend.put(scope, _TIER, rec.key, rec.value, ttl=ttl_minutes * 60.0)
+        await self._bump(scope)
+
+    async def _bump(self, scope: MemoryScope) -> None:
+        """Replace the scope's generation token (after the write it follows)."""
+        self._snapshots.drop(scope.storage_key)
+        await self._bind.backend.put(scope, _TIER, _GENERATION, secrets.token_hex(16))
 
     async def _put(self, scope: MemoryScope, op: PutOp) -> None:
         backend = self._bind.backend
         mkey = _keys.encode(op.namespace, str(op.key))
         if op.value is None:
-            await backend.delete(scope, _TIER, mkey)
+            if await backend.delete(scope, _TIER, mkey):
+                await self._bump(scope)
             return
         if not isinstance(op.value, dict):
             raise TypeError(f"a store value must be a dict, got {type(op.value).__name__}")
@@ -215,7 +204,7 @@ class ScopedStore(BaseStore):
         old = await backend.get(scope, _TIER, mkey)
         created = now
         if old is not None:
-            created = self._decode(scope, old).item.created_at.timestamp()
+            created = self._decode(scope, old).payload["c"]
         ttl = op.ttl if op.ttl is not None else None
         if ttl is not None and (
             isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0
@@ -226,6 +215,7 @@ class ScopedStore(BaseStore):
         if vectors:
             payload["e"] = vectors
         await backend.put(scope, _TIER, mkey, payload, ttl=None if ttl is None else ttl * 60.0)
+        await self._bump(scope)
 
     async def _embed_value(self, op: PutOp) -> dict[str, str]:
         if self.index_config is None or op.index is False or op.value is None:
@@ -256,89 +246,68 @@ class ScopedStore(BaseStore):
             raise ValueError("embed returned a NaN or infinite value")
         return vector
 
-    async def _scan(self, scope: MemoryScope, namespace: tuple[str, ...]) -> list[Record]:
-        """Every live record of the store under ``namespace`` (a prefix), ascending by key."""
+    async def _snapshot(self, scope: MemoryScope) -> Snapshot:
+        """Every live record of the store in ``scope``: cached while the generation holds."""
         backend = self._bind.backend
-        prefix = _keys.namespace_prefix(namespace)
-        out: list[Record] = []
+        token = await backend.get(scope, _TIER, _GENERATION)
+        generation = None if token is None else token.value
+        cached = self._snapshots.get(scope.storage_key, generation)
+        if cached is not None:
+            return cached
+        entries: list[Found] = []
         cursor: str | None = None
         while True:
-            page = await backend.list(scope, _TIER, prefix, limit=MAX_LIMIT, cursor=cursor)
-            out.extend(page)
+            page = await backend.list(scope, _TIER, _keys.ROOT, limit=MAX_LIMIT, cursor=cursor)
+            entries.extend(self._decode(scope, rec) for rec in page)
             if page.next_cursor is None:
-                return out
+                break
             cursor = page.next_cursor
-
-    def _under(self, scope: MemoryScope, rec: Record, prefix: tuple[str, ...]) -> _Found:
-        found = self._decode(scope, rec)
-        if found.item.namespace[: len(prefix)] != prefix:
-            raise ScopeViolationError("ScopedStore read a record outside the namespace prefix")
-        return found
+        snap = Snapshot(generation, entries)
+        self._snapshots.put(scope.storage_key, snap)
+        return snap
 
     async def _search(self, scope: MemoryScope, op: SearchOp) -> list[SearchItem]:
         if op.offset < 0 or op.limit < 0:
             raise ValueError("search offset and limit must be >= 0")
         prefix = tuple(op.namespace_prefix)
-        ranked = op.query is not None and self.index_config is not None
-        candidates: list[_Found] = []
-        stop = None if (op.filter or ranked) else op.offset + op.limit
-        for rec in await self._scan(scope, prefix):
-            found = self._under(scope, rec, prefix)
-            if matches_filter(found.item.value, op.filter):
-                candidates.append(found)
-                if stop is not None and len(candidates) >= stop:
+        snap = await self._snapshot(scope)
+        now = self._bind.backend.clock()
+        n = len(prefix)
+
+        def wanted(f: Found) -> bool:
+            return f.namespace[:n] == prefix and f.live(now) and matches_filter(f.value, op.filter)
+
+        need = op.offset + op.limit
+        picked: list[tuple[float | None, Found]] = []
+        if op.query is not None and self.index_config is not None:
+            qvec = self._checked_vector(await self.embeddings.aembed_query(str(op.query)))
+            seen: set[int] = set()
+            for score, i in snap.scored(list(qvec)):
+                if len(picked) >= need:
                     break
-        if ranked:
-            scored = await self._rank(str(op.query), candidates)
+                if i not in seen:  # the first (best) score of an entry is its score
+                    seen.add(i)
+                    if wanted(snap.entries[i]):
+                        picked.append((score, snap.entries[i]))
+            unscored: Iterable[Found] = (f for i, f in enumerate(snap.entries) if i not in seen)
         else:
-            scored = [(None, f) for f in candidates]
-        page = scored[op.offset : op.offset + op.limit]
+            unscored = iter(snap.entries)
+        for f in unscored:
+            if len(picked) >= need:
+                break
+            if wanted(f):
+                picked.append((None, f))
+        page = picked[op.offset : need]
         if op.refresh_ttl:
-            for _, found in page:
-                if found.ttl is not None:
-                    mkey = _keys.encode(found.item.namespace, found.item.key)
-                    live = await self._bind.backend.get(scope, _TIER, mkey)
-                    if live is not None:
-                        await self._rewrite(scope, live, found.ttl)
-        return [
-            SearchItem(
-                namespace=f.item.namespace,
-                key=f.item.key,
-                value=f.item.value,
-                created_at=f.item.created_at,
-                updated_at=f.item.updated_at,
-                score=score,
-            )
-            for score, f in page
-        ]
+            await self._refresh(scope, [f for _, f in page])
+        return [f.search_item(score) for score, f in page]
 
-    def _vector(self, packed: str) -> Any:
-        vec = self._vector_cache.get(packed)
-        if vec is None:
-            if len(self._vector_cache) >= _VECTOR_CACHE_MAX:
-                self._vector_cache.clear()
-            vec = self._vector_cache[packed] = unpack_vector(packed)
-        return vec
-
-    async def _rank(
-        self, query: str, candidates: list[_Found]
-    ) -> list[tuple[float | None, _Found]]:
-        """Candidates by best cosine similarity of any indexed field, unscored ones last."""
-        qvec = self._checked_vector(await self.embeddings.aembed_query(query))
-        owners: list[int] = []
-        vectors: list[Any] = []
-        for i, found in enumerate(candidates):
-            for packed in found.vectors.values():
-                owners.append(i)
-                vectors.append(self._vector(packed))
-        best: dict[int, float] = {}
-        for i, score in zip(owners, cosine_scores(qvec, vectors), strict=True):
-            if i not in best or score > best[i]:
-                best[i] = score
-        order = sorted(best, key=lambda i: -best[i])
-        ranked: list[tuple[float | None, _Found]] = [(best[i], candidates[i]) for i in order]
-        ranked += [(None, f) for i, f in enumerate(candidates) if i not in best]
-        return ranked
+    async def _refresh(self, scope: MemoryScope, found: list[Found]) -> None:
+        for f in found:
+            if f.ttl is not None:
+                live = await self._bind.backend.get(scope, _TIER, _keys.encode(f.namespace, f.key))
+                if live is not None:
+                    await self._rewrite(scope, live, f.ttl)
 
     async def _list_namespaces(
         self, scope: MemoryScope, op: ListNamespacesOp
@@ -348,20 +317,12 @@ class ScopedStore(BaseStore):
         if op.max_depth is not None and op.max_depth < 1:
             raise ValueError("max_depth must be >= 1")
         conditions = op.match_conditions or ()
-        base: tuple[str, ...] = ()
-        for cond in conditions:
-            if cond.match_type == "prefix":
-                literal = []
-                for seg in cond.path:
-                    if seg == "*":
-                        break
-                    literal.append(seg)
-                if len(literal) > len(base):
-                    base = tuple(literal)
+        snap = await self._snapshot(scope)
+        now = self._bind.backend.clock()
         seen: set[tuple[str, ...]] = set()
-        for rec in await self._scan(scope, base):
-            ns = self._under(scope, rec, base).item.namespace
-            if all(matches_condition(c.match_type, c.path, ns) for c in conditions):
+        for f in snap.entries:
+            ns = f.namespace
+            if f.live(now) and all(matches_condition(c.match_type, c.path, ns) for c in conditions):
                 seen.add(ns if op.max_depth is None else ns[: op.max_depth])
         return sorted(seen)[op.offset : op.offset + op.limit]
 
