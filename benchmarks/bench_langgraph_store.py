@@ -17,6 +17,13 @@ storage work without any check), plus ScopedStore's own key-decoding check alone
 
 from __future__ import annotations
 
+import os
+
+# Single-threaded BLAS for both stores: on a shared 2-core machine a multi-threaded BLAS turns a
+# 0.1 ms matrix-vector product into 5-10 ms of thread contention. Override by setting it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import asyncio
 import random
@@ -59,7 +66,7 @@ async def timed(op: Op, n: int, start: int) -> float:
 
 async def compare(title: str, variants: dict[str, Op], n: int, rounds: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for name, op in variants.items():  # warm-up
+    for op in variants.values():  # warm-up
         await timed(op, max(1, n // 10), 0)
     for r in range(rounds):
         for name, op in variants.items():
@@ -92,7 +99,7 @@ async def run(items: int, dims: int, rounds: int, backends: list[str], tmp: Path
         ours[kind] = ScopedStore(backend, scope=SCOPE, index=index)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     await load(theirs, items)
-    for kind, store in ours.items():
+    for store in ours.values():
         await load(store, items)
     print(f"loaded {items} items x {1 + len(ours)} stores in {time.perf_counter() - t0:.1f} s")
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("langgraph.store.base")
 
@@ -457,3 +460,38 @@ async def test_cache_size(backend: MemoryBackend, cache_scopes: int) -> None:
         assert [i.value["who"] for i in await b.asearch(("m",))] == ["bob"]
     with pytest.raises(ValueError, match="cache_scopes"):
         ScopedStore(backend, cache_scopes=-1)
+
+
+@given(
+    st.lists(st.lists(st.integers(-3, 3), min_size=4, max_size=4), min_size=0, max_size=150),
+    st.lists(st.integers(-3, 3), min_size=4, max_size=4),
+    st.integers(1, 20),
+)
+@settings(max_examples=60, deadline=None)
+def test_best_first_yields_every_row_once_in_score_order(
+    rows: list[list[int]], query: list[int], hint: int
+) -> None:
+    from agenthood_mw.integrations.langgraph import _match
+
+    vecs = [[float(x) for x in r] for r in rows]
+    got = list(_match.best_first(_match.normalised_rows(vecs), [float(x) for x in query], hint))
+    assert sorted(j for _, j in got) == list(range(len(rows)))
+    scores = [s for s, _ in got]
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(scores))
+    expected = _match.cosine_scores([float(x) for x in query], vecs)
+    for score, j in got:
+        assert score == pytest.approx(expected[j], abs=1e-5)
+
+
+async def test_semantic_search_reads_past_the_best_rows_when_filtered(
+    backend: MemoryBackend,
+) -> None:
+    index = {"embed": fake_embed, "dims": DIMS, "fields": ["text"]}
+    store = ScopedStore(backend, scope=ALICE, index=index)  # type: ignore[arg-type]
+    for i in range(90):
+        text = "pizza " * (1 + i % 5) + f"topic{i}"
+        await store.aput(("m",), f"k{i:03d}", {"text": text, "odd": i % 2})
+    hits = await store.asearch(("m",), query="pizza", filter={"odd": 1}, limit=40, offset=5)
+    assert len(hits) == 40 and all(h.value["odd"] == 1 for h in hits)
+    scores = [h.score for h in hits]
+    assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)  # type: ignore[type-var]

@@ -8,13 +8,15 @@ import importlib
 import math
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = [
+    "best_first",
     "cosine_scores",
     "matches_condition",
     "matches_filter",
+    "normalised_rows",
     "pack_vector",
     "unpack_vector",
 ]
@@ -32,6 +34,8 @@ _np: Any = _load_numpy()
 
 
 def _compare(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, str | int | float | None):
+        return bool(value == wanted)
     if isinstance(wanted, dict):
         if any(k.startswith("$") for k in wanted):
             return all(_operator(value, op, arg) for op, arg in wanted.items())
@@ -77,7 +81,7 @@ def matches_filter(value: dict[str, Any], flt: dict[str, Any] | None) -> bool:
     """LangGraph's filter semantics: exact (nested) match, or ``$eq $ne $gt $gte $lt $lte``."""
     if not flt:
         return True
-    return all(_compare(value.get(k), v) for k, v in flt.items())
+    return all(_compare(value.get(key), wanted) for key, wanted in flt.items())
 
 
 def matches_condition(match_type: str, path: Sequence[str], namespace: tuple[str, ...]) -> bool:
@@ -133,3 +137,50 @@ def cosine_scores(query: Sequence[float], vectors: Sequence[Any]) -> list[float]
         dot = sum(a * b for a, b in zip(query, vec, strict=False))
         scores.append(dot / (qn * vn) if qn > 0 and vn > 0 else 0.0)
     return scores
+
+
+def normalised_rows(vectors: Sequence[Any]) -> Any:
+    """The vectors as unit rows (zero vectors stay zero): a float32 matrix, or lists."""
+    if _np is not None:
+        if not vectors:
+            return _np.zeros((0, 0), dtype=_np.float32)
+        m = _np.vstack(vectors).astype(_np.float32)
+        norms = _np.linalg.norm(m, axis=1)
+        norms[norms == 0] = 1.0
+        return m / norms[:, None]
+    rows = []
+    for vec in vectors:
+        n = math.sqrt(sum(x * x for x in vec)) or 1.0
+        rows.append([x / n for x in vec])
+    return rows
+
+
+def best_first(rows: Any, query: Sequence[float], hint: int = 10) -> Iterator[tuple[float, int]]:
+    """``(cosine, row index)`` of :func:`normalised_rows` output, highest first, lazily.
+
+    With numpy, the best ``max(4 * hint, 64)`` rows are selected first (``argpartition``) and
+    the rest sorted only if the caller reads further (filters may skip rows).
+    """
+    qn = math.sqrt(sum(float(x) * float(x) for x in query)) or 1.0
+    if len(rows) == 0:
+        return
+    if _np is None:
+        unit = [float(x) / qn for x in query]
+        scored = [
+            (sum(a * b for a, b in zip(unit, r, strict=False)), j) for j, r in enumerate(rows)
+        ]
+        scored.sort(key=lambda p: -p[0])
+        yield from scored
+        return
+    scores = rows @ (_np.asarray(query, dtype=_np.float32) / qn)
+    k = min(len(scores), max(4 * hint, 64))
+    top = _np.argpartition(-scores, k - 1)[:k] if k < len(scores) else _np.arange(k)
+    top = top[_np.argsort(-scores[top], kind="stable")]
+    for j in top:
+        yield float(scores[j]), int(j)
+    if k < len(scores):
+        rest_mask = _np.ones(len(scores), dtype=bool)
+        rest_mask[top] = False
+        rest = _np.flatnonzero(rest_mask)
+        for j in rest[_np.argsort(-scores[rest], kind="stable")]:
+            yield float(scores[j]), int(j)

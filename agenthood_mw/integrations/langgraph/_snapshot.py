@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.store.base import Item, SearchItem
 
-from agenthood_mw.integrations.langgraph._match import cosine_scores, unpack_vector
+from agenthood_mw.integrations.langgraph._match import (
+    best_first,
+    normalised_rows,
+    unpack_vector,
+)
 
 __all__ = ["Found", "Snapshot", "SnapshotCache"]
 
@@ -95,8 +100,9 @@ class Snapshot:
         self.entries = entries
         self._matrix: tuple[list[int], list[Any]] | None = None
 
-    def scored(self, query: list[float]) -> list[tuple[float, int]]:
-        """``(score, entry index)`` of every indexed vector, best first (each entry may repeat)."""
+    def scored(self, query: list[float], hint: int) -> Iterator[tuple[float, int]]:
+        """``(cosine, entry index)`` of every indexed vector, best first, lazily (an entry
+        with several indexed fields appears once per field)."""
         if self._matrix is None:
             owners: list[int] = []
             vectors: list[Any] = []
@@ -104,10 +110,10 @@ class Snapshot:
                 for packed in entry.vectors.values():
                     owners.append(i)
                     vectors.append(unpack_vector(packed))
-            self._matrix = (owners, vectors)
-        owners, vectors = self._matrix
-        scores = cosine_scores(query, vectors)
-        return sorted(zip(scores, owners, strict=True), key=lambda p: -p[0])
+            self._matrix = (owners, normalised_rows(vectors))
+        owners, rows = self._matrix
+        for score, j in best_first(rows, query, hint):
+            yield score, owners[j]
 
 
 class SnapshotCache:

@@ -275,14 +275,18 @@ class ScopedStore(BaseStore):
         n = len(prefix)
 
         def wanted(f: Found) -> bool:
-            return f.namespace[:n] == prefix and f.live(now) and matches_filter(f.value, op.filter)
+            return (
+                f.namespace[:n] == prefix
+                and (f.expires_at is None or f.expires_at > now)
+                and matches_filter(f.payload["v"], op.filter)
+            )
 
         need = op.offset + op.limit
         picked: list[tuple[float | None, Found]] = []
         if op.query is not None and self.index_config is not None:
             qvec = self._checked_vector(await self.embeddings.aembed_query(str(op.query)))
             seen: set[int] = set()
-            for score, i in snap.scored(list(qvec)):
+            for score, i in snap.scored(list(qvec), need):
                 if len(picked) >= need:
                     break
                 if i not in seen:  # the first (best) score of an entry is its score
