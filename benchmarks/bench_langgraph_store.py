@@ -9,10 +9,12 @@ vector per text (a dictionary lookup, so embedding costs nothing and both stores
 vectors). Variants run in interleaved rounds; a figure is the median of the per-round means.
 
 Measured per store: ``aget`` of a random key, ``aput`` (overwrite, no index), semantic
-``asearch(query=..., limit=10)`` over all items, filtered ``asearch(filter=...)`` over all
-items. For the cost of the scope checks, ``aget`` is also timed through the backend's public
-``get`` (scope validation + record verification) and through its raw ``_get`` hook (the same
-storage work without any check), plus ScopedStore's own key-decoding check alone.
+``asearch(query=..., limit=10)`` over all items (ScopedStore: from its snapshot of the scope,
+valid while no write happened), one write followed by a semantic search (ScopedStore: the
+snapshot is rebuilt from the backend), filtered ``asearch(filter=...)`` over all items. For
+the cost of the scope checks, ``aget`` is also timed through the backend's public ``get``
+(scope validation + record verification) and through its raw ``_get`` hook (the same storage
+work without any check), plus ScopedStore's own key-decoding check alone.
 """
 
 from __future__ import annotations
@@ -143,6 +145,20 @@ async def run(items: int, dims: int, rounds: int, backends: list[str], tmp: Path
     semantic_v = {"LangGraph InMemoryStore.asearch(query)": semantic(theirs)}
     semantic_v |= {f"ScopedStore({k}).asearch(query)": semantic(s) for k, s in ours.items()}
     await compare(f"semantic search, {items} items, dims={dims}, top 10", semantic_v, 10, rounds)
+
+    def write_then_search(store: Any) -> Op:
+        async def op(i: int) -> Any:
+            await store.aput(*key(i), {"text": f"memory number {(i * 7919) % items}", "n": i})
+            return await store.asearch(("memories",), query=f"query {i % 50}", limit=10)
+
+        return op
+
+    cold_v = {"LangGraph InMemoryStore.aput + asearch(query)": write_then_search(theirs)}
+    cold_v |= {
+        f"ScopedStore({k}).aput + asearch(query) (snapshot rebuilt)": write_then_search(s)
+        for k, s in ours.items()
+    }
+    await compare(f"write, then semantic search ({items} items)", cold_v, 5, rounds)
     filtered_v = {"LangGraph InMemoryStore.asearch(filter)": filtered(theirs)}
     filtered_v |= {f"ScopedStore({k}).asearch(filter)": filtered(s) for k, s in ours.items()}
     await compare(f"filtered search over {items} items", filtered_v, 10, rounds)
