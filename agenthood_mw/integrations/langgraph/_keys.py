@@ -10,6 +10,7 @@ canonical encoding, so a stored key decodes to exactly one pair.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 from urllib.parse import quote, unquote
@@ -45,6 +46,7 @@ def _canonical(part: str) -> str | None:
     return text if _seg(text) == part else None
 
 
+@functools.lru_cache(maxsize=65_536)
 def decode(memory_key: str) -> tuple[tuple[str, ...], str] | None:
     """The ``(namespace, key)`` of a memory key, or ``None`` if it is not a canonical store key."""
     if not memory_key.startswith(ROOT):

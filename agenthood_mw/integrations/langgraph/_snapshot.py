@@ -93,23 +93,36 @@ class Found:
 class Snapshot:
     """Every record of one scope (ascending by memory key), tagged with its generation."""
 
-    __slots__ = ("_matrix", "entries", "generation")
+    __slots__ = ("_matrix", "_previous", "_unpacked", "entries", "generation")
 
-    def __init__(self, generation: object, entries: list[Found]) -> None:
+    def __init__(
+        self, generation: object, entries: list[Found], previous: Snapshot | None = None
+    ) -> None:
         self.generation = generation
         self.entries = entries
-        self._matrix: tuple[list[int], list[Any]] | None = None
+        self._matrix: tuple[list[int], Any] | None = None
+        # packed text -> vector, reused by the next snapshot of the scope (same text, same vector)
+        self._unpacked: dict[str, Any] = {}
+        self._previous = previous
+        if previous is not None:
+            previous._previous = None  # never a chain: one predecessor at most
 
     def scored(self, query: list[float], hint: int) -> Iterator[tuple[float, int]]:
         """``(cosine, entry index)`` of every indexed vector, best first, lazily (an entry
         with several indexed fields appears once per field)."""
         if self._matrix is None:
+            known = {} if self._previous is None else self._previous._unpacked
+            self._previous = None
             owners: list[int] = []
             vectors: list[Any] = []
             for i, entry in enumerate(self.entries):
                 for packed in entry.vectors.values():
+                    vec = known.get(packed)
+                    if vec is None:
+                        vec = unpack_vector(packed)
+                    self._unpacked[packed] = vec
                     owners.append(i)
-                    vectors.append(unpack_vector(packed))
+                    vectors.append(vec)
             self._matrix = (owners, normalised_rows(vectors))
         owners, rows = self._matrix
         for score, j in best_first(rows, query, hint):
@@ -123,12 +136,15 @@ class SnapshotCache:
         self._size = size
         self._snaps: OrderedDict[str, Snapshot] = OrderedDict()
 
-    def get(self, scope_key: str, generation: object) -> Snapshot | None:
+    def get(self, scope_key: str, generation: object) -> tuple[Snapshot | None, Snapshot | None]:
+        """``(current, stale)``: the snapshot if its generation matches, else the outdated one."""
         snap = self._snaps.get(scope_key)
-        if snap is None or snap.generation != generation:
-            return None
+        if snap is None:
+            return None, None
+        if snap.generation != generation:
+            return None, snap
         self._snaps.move_to_end(scope_key)
-        return snap
+        return snap, None
 
     def put(self, scope_key: str, snap: Snapshot) -> None:
         if self._size <= 0 or snap.generation is None:
@@ -137,6 +153,3 @@ class SnapshotCache:
         self._snaps.move_to_end(scope_key)
         while len(self._snaps) > self._size:
             self._snaps.popitem(last=False)
-
-    def drop(self, scope_key: str) -> None:
-        self._snaps.pop(scope_key, None)

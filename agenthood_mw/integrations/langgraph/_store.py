@@ -188,7 +188,6 @@ class ScopedStore(BaseStore):
 
     async def _bump(self, scope: MemoryScope) -> None:
         """Replace the scope's generation token (after the write it follows)."""
-        self._snapshots.drop(scope.storage_key)
         await self._bind.backend.put(scope, _TIER, _GENERATION, secrets.token_hex(16))
 
     async def _put(self, scope: MemoryScope, op: PutOp) -> None:
@@ -251,7 +250,7 @@ class ScopedStore(BaseStore):
         backend = self._bind.backend
         token = await backend.get(scope, _TIER, _GENERATION)
         generation = None if token is None else token.value
-        cached = self._snapshots.get(scope.storage_key, generation)
+        cached, stale = self._snapshots.get(scope.storage_key, generation)
         if cached is not None:
             return cached
         entries: list[Found] = []
@@ -262,7 +261,7 @@ class ScopedStore(BaseStore):
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        snap = Snapshot(generation, entries)
+        snap = Snapshot(generation, entries, stale)
         self._snapshots.put(scope.storage_key, snap)
         return snap
 
