@@ -495,3 +495,12 @@ async def test_semantic_search_reads_past_the_best_rows_when_filtered(
     assert len(hits) == 40 and all(h.value["odd"] == 1 for h in hits)
     scores = [h.score for h in hits]
     assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)  # type: ignore[type-var]
+
+
+async def test_a_bad_op_runs_nothing_of_its_batch(backend: MemoryBackend) -> None:
+    store = ScopedStore(backend, scope=ALICE)
+    with pytest.raises(TypeError, match="unknown store operation"):
+        await store.abatch([PutOp(("n",), "a", {"v": 1}), "not an op"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="ttl has unsupported keys"):
+        ScopedStore(backend, ttl={"default_tll": 1})  # type: ignore[typeddict-unknown-key]
+    assert await store.aget(("n",), "a") is None

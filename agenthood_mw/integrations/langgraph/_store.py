@@ -55,7 +55,12 @@ def _check_ttl_config(ttl: object) -> TTLConfig | None:
         return None
     if not isinstance(ttl, dict):
         raise TypeError("ttl must be a TTLConfig dict or None")
-    unknown = set(ttl) - {"default_ttl", "refresh_on_read", "sweep_interval_minutes"}
+    unknown = set(ttl) - {
+        "default_ttl",
+        "refresh_on_read",
+        "omit_expired",
+        "sweep_interval_minutes",
+    }
     if unknown:
         raise ValueError(f"ttl has unsupported keys {sorted(unknown)}")
     default = ttl.get("default_ttl")
@@ -136,6 +141,8 @@ class ScopedStore(BaseStore):
     # ------------------------------------------------------------------ operations
     async def _run_ops(self, scope: MemoryScope, ops: list[Op]) -> list[Result]:
         for op in ops:
+            if not isinstance(op, GetOp | PutOp | SearchOp | ListNamespacesOp):
+                raise TypeError(f"unknown store operation {type(op).__name__}")
             validate_op_namespace(op)
             if isinstance(op, PutOp):
                 _check_put_namespace(op.namespace)
@@ -148,10 +155,8 @@ class ScopedStore(BaseStore):
                 results.append(None)
             elif isinstance(op, SearchOp):
                 results.append(await self._search(scope, op))
-            elif isinstance(op, ListNamespacesOp):
-                results.append(await self._list_namespaces(scope, op))
             else:
-                raise TypeError(f"unknown store operation {type(op).__name__}")
+                results.append(await self._list_namespaces(scope, op))
         return results
 
     def _decode(self, scope: MemoryScope, rec: Record) -> Found:
