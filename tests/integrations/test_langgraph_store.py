@@ -504,3 +504,40 @@ async def test_a_bad_op_runs_nothing_of_its_batch(backend: MemoryBackend) -> Non
     with pytest.raises(ValueError, match="ttl has unsupported keys"):
         ScopedStore(backend, ttl={"default_tll": 1})  # type: ignore[typeddict-unknown-key]
     assert await store.aget(("n",), "a") is None
+
+
+async def test_concurrent_writers_never_leave_a_stale_snapshot(backend: MemoryBackend) -> None:
+    """Writers (another store: another process) race a reader that keeps a snapshot; once the
+    writers are done, the reader's next search shows exactly the final state."""
+    import asyncio
+
+    reader = ScopedStore(backend, scope=ALICE)
+    writer = ScopedStore(backend, scope=ALICE)
+    other = ScopedStore(backend, scope=BOB)
+
+    async def write(i: int) -> None:
+        for j in range(5):
+            await writer.aput(("c", f"w{i}"), f"k{j}", {"i": i, "j": j})
+        await writer.adelete(("c", f"w{i}"), "k0")
+        await other.aput(("c", f"w{i}"), "bob", {"i": i})
+
+    async def read() -> None:
+        for _ in range(10):
+            for item in await reader.asearch(("c",), limit=1000):
+                assert item.key != "bob"
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(write(i) for i in range(8)), *(read() for _ in range(4)))
+    final = {(i.namespace, i.key) for i in await reader.asearch(("c",), limit=1000)}
+    assert final == {(("c", f"w{i}"), f"k{j}") for i in range(8) for j in range(1, 5)}
+    assert len(await reader.alist_namespaces(prefix=("c",))) == 8
+
+
+async def test_erase_and_export_include_store_items(backend: MemoryBackend) -> None:
+    store = ScopedStore(backend, scope=ALICE)
+    await store.aput(("mem",), "a", {"text": "x"})
+    export = await backend.export(ALICE)
+    assert any(r.key.startswith("langgraph/mem/") for r in export.facts)
+    await backend.erase(ALICE)
+    assert await store.aget(("mem",), "a") is None
+    assert await store.asearch(("mem",)) == []
