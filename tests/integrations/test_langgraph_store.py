@@ -541,3 +541,22 @@ async def test_erase_and_export_include_store_items(backend: MemoryBackend) -> N
     await backend.erase(ALICE)
     assert await store.aget(("mem",), "a") is None
     assert await store.asearch(("mem",)) == []
+
+
+async def test_plain_python_search_ranks_like_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agenthood_mw.integrations.langgraph import _match
+
+    index = {"embed": fake_embed, "dims": DIMS, "fields": ["text"]}
+    texts = ["red apple pie", "green apple", "chocolate cake", "apple apple cake", "news"]
+
+    async def ranking() -> list[tuple[str, float]]:
+        store = ScopedStore(InMemoryBackend(), scope=ALICE, index=index)  # type: ignore[arg-type]
+        for i, text in enumerate(texts):
+            await store.aput(("kb",), f"d{i}", {"text": text})
+        hits = await store.asearch(("kb",), query="apple cake", limit=3, offset=1)
+        return [(h.key, round(h.score or 0.0, 5)) for h in hits]
+
+    with_numpy = await ranking()
+    monkeypatch.setattr(_match, "_np", None)
+    assert await ranking() == with_numpy
+    assert len(with_numpy) == 3
