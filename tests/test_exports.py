@@ -47,6 +47,8 @@ EXPECTED_WSGI = {"AuthMiddleware", "CostMeterMiddleware", "RateLimitMiddleware"}
 EXPECTED_TESTING = {
     "ADVERSARIAL_IDS",
     "ADVERSARIAL_KEYS",
+    "LEAK_PAIRS",
+    "NAMESPACE_PAIRS",
     "BackendConformance",
     "FakeClock",
     "bearer_headers",

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from agenthood_mw.testing._conformance import (
         ADVERSARIAL_IDS,
         ADVERSARIAL_KEYS,
+        LEAK_PAIRS,
+        NAMESPACE_PAIRS,
         BackendConformance,
         FakeClock,
     )
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ADVERSARIAL_IDS",
     "ADVERSARIAL_KEYS",
+    "LEAK_PAIRS",
+    "NAMESPACE_PAIRS",
     "BackendConformance",
     "FakeClock",
     "bearer_headers",
@@ -31,7 +35,16 @@ __all__ = [
     "mint_token",
 ]
 
-_LAZY = frozenset({"ADVERSARIAL_IDS", "ADVERSARIAL_KEYS", "BackendConformance", "FakeClock"})
+_LAZY = frozenset(
+    {
+        "ADVERSARIAL_IDS",
+        "ADVERSARIAL_KEYS",
+        "LEAK_PAIRS",
+        "NAMESPACE_PAIRS",
+        "BackendConformance",
+        "FakeClock",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -48,7 +48,14 @@ from agenthood_mw.memory import (
 )
 from agenthood_mw.testing._memory_machine import FakeClock, MemoryMachine
 
-__all__ = ["ADVERSARIAL_IDS", "ADVERSARIAL_KEYS", "BackendConformance", "FakeClock"]
+__all__ = [
+    "ADVERSARIAL_IDS",
+    "ADVERSARIAL_KEYS",
+    "LEAK_PAIRS",
+    "NAMESPACE_PAIRS",
+    "BackendConformance",
+    "FakeClock",
+]
 
 BackendFactory = Callable[[Callable[[], float]], "MemoryBackend | Awaitable[MemoryBackend]"]
 
@@ -75,6 +82,20 @@ ADVERSARIAL_IDS: tuple[str, ...] = (
     "x" * 256,
     "\u00e9" * 256,
     "\U0001d538" * 256,
+)
+#: Pairs that leaked into each other in other projects' stores (LIKE wildcards, prefix matching).
+LEAK_PAIRS: tuple[tuple[str, str], ...] = (
+    ("john-doe", "john_doe"),
+    ("foo", "foobar"),
+    ("acme", "acme-corp"),
+)
+#: LangGraph namespaces that differ only at a segment boundary or in an escape.
+NAMESPACE_PAIRS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("a", "bc"), ("ab", "c")),
+    (("a", "b"), ("a/b",)),
+    (("c", "d"), ("c:d",)),
+    (("e/f",), ("e%2Ff",)),
+    (("x", "y", "z"), ("x", "yz")),
 )
 #: Fact keys / paths that must stay distinct and never act as patterns.
 ADVERSARIAL_KEYS: tuple[str, ...] = (
@@ -602,6 +623,48 @@ class BackendConformance:
             finally:
                 runner.run(backend.close())
 
+    # ------------------------------------------------------------------ peers' leaks
+    @pytest.mark.asyncio
+    async def test_peer_leak_pairs_stay_apart(self, make_backend: BackendFactory) -> None:
+        """Ids that leaked in other stores (``john-doe``/``john_doe``: LIKE wildcards;
+        ``foo``/``foobar``, ``acme``/``acme-corp``: prefix matching) as users, tenants and keys."""
+        async with _opened(make_backend) as run:
+            b = run.backend
+            for x, y in LEAK_PAIRS:
+                scopes = [
+                    run.scope(x),
+                    run.scope(y),
+                    run.scope("u", tenant=f"{run.tenant}-{x}"),
+                    run.scope("u", tenant=f"{run.tenant}-{y}"),
+                ]
+                for i, sc in enumerate(scopes):
+                    await b.put(sc, "facts", "k", {"owner": i, "text": "leakcheck"})
+                    await b.put(sc, "project", f"{x if i % 2 == 0 else y}/doc", i)
+                for i, sc in enumerate(scopes):
+                    assert (await b.get(sc, "facts", "k")).value["owner"] == i  # type: ignore[union-attr]
+                    found = await b.search(sc, "facts", "leakcheck", limit=1000)
+                    assert [r.value["owner"] for r in found] == [i]
+                    assert [r.value for r in await b.list(sc, "project", limit=1000)] == [i]
+                s = run.scope(f"keys-{x}")
+                await b.put(s, "facts", f"{x}/1", "x")
+                await b.put(s, "facts", f"{y}/1", "y")
+                assert await _keys(b, s, "facts", f"{x}/") == [f"{x}/1"]
+                assert await _keys(b, s, "facts", f"{y}/") == [f"{y}/1"]
+                assert (await b.get(s, "facts", f"{x}/1")).value == "x"  # type: ignore[union-attr]
+
+    @pytest.mark.asyncio
+    async def test_langgraph_store_namespace_boundaries(self, make_backend: BackendFactory) -> None:
+        """``ScopedStore`` on this backend: namespaces differing only at a segment boundary,
+        and the peer leak pairs as namespaces, never meet (skipped without ``[langgraph]``)."""
+        pytest.importorskip("langgraph.store.base")
+        from agenthood_mw.integrations.langgraph import ScopedStore
+
+        async with _opened(make_backend) as run:
+            for x, y in LEAK_PAIRS:
+                mine = ScopedStore(run.backend, scope=run.scope(x))
+                theirs = ScopedStore(run.backend, scope=run.scope(y))
+                await _check_namespace_pairs(mine, theirs)
+
 
 async def _all(b: MemoryBackend, sc: MemoryScope) -> AsyncIterator[Record]:
     cursor = None
@@ -631,3 +694,23 @@ def _check_load(state: list[tuple[dict[str, Any], int]], scopes: list[MemoryScop
         mine = [i for i in range(n) if i % len(scopes) == j]
         assert facts == {"seed": sc.user} | {f"k{i}": i for i in mine if i % 4 == 0}
         assert events == sum(1 for i in mine if i % 4 == 2)
+
+
+async def _check_namespace_pairs(store: Any, theirs: Any) -> None:
+    """Write both namespaces of every pair in ``store`` and one of each in ``theirs``."""
+    pairs = [((x,), (y,)) for x, y in LEAK_PAIRS] + list(NAMESPACE_PAIRS)
+    for i, (a, c) in enumerate(pairs):
+        await store.aput(a, "k", {"ns": "a", "i": i})
+        await store.aput(c, "k", {"ns": "c", "i": i})
+        await theirs.aput(a, "k", {"ns": "theirs", "i": i})
+    for i, (a, c) in enumerate(pairs):
+        for ns, tag in ((a, "a"), (c, "c")):
+            assert (await store.aget(ns, "k")).value == {"ns": tag, "i": i}
+            hits = [(h.namespace, h.value["ns"]) for h in await store.asearch(ns)]
+            assert (ns, tag) in hits and all(h[0][: len(ns)] == ns for h in hits), hits
+            assert all(n[: len(ns)] == ns for n in await store.alist_namespaces(prefix=ns))
+        assert await theirs.aget(c, "k") is None
+        assert (await theirs.aget(a, "k")).value == {"ns": "theirs", "i": i}
+    assert {h.value["ns"] for h in await theirs.asearch((), limit=1000)} == {"theirs"}
+    assert sorted(await theirs.alist_namespaces()) == sorted(a for a, _ in pairs)
+    assert len(await store.alist_namespaces()) == 2 * len(pairs)
