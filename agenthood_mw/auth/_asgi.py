@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 from starlette.authentication import AuthCredentials
@@ -26,10 +26,6 @@ from agenthood_mw._core.authcore import (
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 from agenthood_mw.auth._shell import AuthShell
-
-if TYPE_CHECKING:
-    from agenthood_mw.metering._asgi import CostMeterMiddleware
-    from agenthood_mw.ratelimit._asgi import RateLimitMiddleware
 
 __all__ = ["AuthMiddleware"]
 
@@ -65,7 +61,6 @@ class AuthMiddleware(AuthShell):
         self._cache_get = self._cache.get
         self._api_header = setup.api_key_header.encode() if setup.api_key_header else None
         self._anonymous: _Entry = (Identity.anonymous(), AuthCredentials())
-        self._stack = _adjacent_stack(self.app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -112,21 +107,6 @@ class AuthMiddleware(AuthShell):
                 shared["identity"] = identity
         token = _bind(identity)
         try:
-            stack = self._stack
-            if stack is not None and kind == "http" and self.app is stack[0]:
-                limiter, meter = stack
-                if limiter.app is meter:
-                    # The handoff (see _adjacent_stack): the limiter's own hot path, run
-                    # without its frame; anything else goes through the limiter as usual.
-                    decision = limiter._fast_decision(scope)
-                    if decision is not None:
-                        if decision[0]:
-                            shared["rate_limit"] = decision
-                            headers = limiter._fast_rule.header_pair(decision[2], decision[3])
-                            await meter._handle(scope, receive, send, headers)
-                        else:
-                            await limiter._refuse_fast(scope, receive, send, decision)
-                        return
             await self.app(scope, receive, send)
         finally:
             _unbind(token)
@@ -179,23 +159,3 @@ async def _invoke(authenticator: Authenticator, credential: Credential) -> Ident
     if getattr(authenticator, "blocking", False):
         return await anyio.to_thread.run_sync(authenticator.authenticate, credential)
     return authenticator.authenticate(credential)
-
-
-def _adjacent_stack(app: object) -> tuple[RateLimitMiddleware, CostMeterMiddleware] | None:
-    """``(limiter, meter)`` when ``app`` is exactly a ``RateLimitMiddleware`` on its in-process
-    single-rule hot path whose app is exactly a ``CostMeterMiddleware`` -- the stack of the
-    design (auth, then rate limit, then metering), added in that order.
-
-    The three then cost one Python frame less per request: this layer runs the limiter's hot
-    path (``_fast_decision``, the same code the limiter's ``__call__`` runs) and hands the
-    request with the limiter's headers to the meter, as the limiter itself would. Anything
-    else (an exempt path, a refusal's response, websockets) goes through the limiter's own
-    code. Subclasses are never bypassed (they may override ``__call__``), and both links are
-    checked on every request, so replacing an ``app`` later is honoured.
-    """
-    from agenthood_mw.ratelimit._asgi import RateLimitMiddleware
-
-    if type(app) is not RateLimitMiddleware or not app._fast:
-        return None
-    meter = app._meter_layer
-    return None if meter is None else (app, meter)

@@ -14,6 +14,7 @@ from typing import Any
 
 from agenthood_mw._core.budgets import DEFAULT_MAX_ACCOUNTS, BudgetRule, Hold, Refusal
 from agenthood_mw._core.durations import parse_duration
+from agenthood_mw._core.keys import token_rate_key
 from agenthood_mw._core.paths import PathSet
 from agenthood_mw._core.pricing import format_nanos, seconds_ceil
 from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
@@ -285,7 +286,7 @@ class MeteringEngine:
 
     # -- tokens per minute ---------------------------------------------------------------------
     def tpm_key(self, scope: MemoryScope) -> str | None:
-        return None if self.limiter is None else "tpm:" + scope.storage_key
+        return None if self.limiter is None else token_rate_key(scope)
 
     def _tpm_error(self, decision: Any) -> HTTPError:
         retry = seconds_ceil(decision.retry_after)
