@@ -46,6 +46,7 @@ __all__ = [
     "retry_after_seconds",
     "validate_storage",
     "validate_strategy",
+    "whole_seconds",
 ]
 
 STRATEGIES = ("gcra", "moving-window", "sliding-window", "fixed-window")
@@ -330,16 +331,26 @@ class ClientAddress:
         return client
 
 
+#: Float noise ignored when rounding a wait up to whole seconds (the clock arithmetic is in
+#: float seconds in memory and whole microseconds in Redis): 60.0000000001 s is 60 s.
+ROUNDING: Final = 1e-6
+
+
+def whole_seconds(seconds: float) -> int:
+    """``seconds`` rounded up to whole seconds, ignoring :data:`ROUNDING` noise."""
+    return max(0, math.ceil(seconds - ROUNDING))
+
+
 def retry_after_seconds(retry_after: float) -> int:
     """``Retry-After`` in whole seconds, rounded up, at least 1."""
-    return max(1, math.ceil(retry_after))
+    return max(1, whole_seconds(retry_after))
 
 
 def reset_seconds(decision: RateLimitDecision) -> int:
     """The ``t`` of a decision's ``RateLimit`` member: whole seconds (rounded up) until more
     quota is available (draft-ietf-httpapi-ratelimit-headers, Reset Parameter)."""
     more = decision.more_after
-    return math.ceil(decision.reset_after if more is None else more)
+    return whole_seconds(decision.reset_after if more is None else more)
 
 
 def decision_headers(

@@ -142,8 +142,10 @@ for i = 1, n do
   res[5 * i - 4] = flag
   res[5 * i - 3] = remaining
   res[5 * i - 2] = math.ceil(reset)
-  res[5 * i - 1] = math.ceil(retry)
-  res[5 * i] = math.ceil(more)
+  -- Both waits to the nearest microsecond, so a refused unit request's retry equals its t.
+  if retry > 0 then retry = math.floor(retry + 0.5) end
+  res[5 * i - 1] = retry
+  res[5 * i] = math.floor(more + 0.5)
 end
 return res
 """
