@@ -51,7 +51,9 @@ async def asgi_get(app: Any, path: str = "/", method: str = "GET") -> httpx.Resp
 
 
 async def test_storage_down_503_carries_retry_after_asgi() -> None:
-    mw = RateLimitMiddleware(ok, max=5, storage=f"redis://127.0.0.1:{closed_port()}", fail_open=False)
+    mw = RateLimitMiddleware(
+        ok, max=5, storage=f"redis://127.0.0.1:{closed_port()}", fail_open=False
+    )
     r = await asgi_get(mw)
     assert r.status_code == 503
     assert r.json()["error"]["type"] == "rate_limit_unavailable"
