@@ -121,35 +121,41 @@ class RateLimitDecision(NamedTuple):
     more_after: float | None = None
 
 
-def _more_after(policy: Policy, base: float, total: int, oldest: float, now: float) -> float:
+def _more_after(
+    policy: Policy, base: float, bucket: int, left: int, oldest: float, now: float
+) -> float:
     """Seconds until a quota grows by one unit (0 when it is full).
 
-    ``base`` is the theoretical arrival time (not before ``now``), ``total`` the units in the
-    window and ``oldest`` the time of the oldest of them. The quota is the smaller of the
-    GCRA's and the window's; whichever is the smaller grows first, and when both are equal
-    both must grow. For a refused unit request this equals its ``retry_after``.
+    ``base`` is the theoretical arrival time (not before ``now``), ``bucket`` the units the
+    GCRA would admit now, ``left`` the units the window would (``capacity - total``) and
+    ``oldest`` the time of the oldest unit in the window. The quota is the smaller of the two;
+    whichever is the smaller grows first, and when both are equal both must grow. For a
+    refused unit request this equals its ``retry_after``.
     """
     capacity = policy.capacity
-    interval = policy.interval
-    bucket = int((policy.tau - (base - now)) / interval + EPSILON)
-    window = capacity - total
-    if bucket >= capacity and window >= capacity:
+    if bucket >= capacity and left >= capacity:
         return 0.0
     wait = 0.0
-    if bucket <= window:
-        wait = base - policy.tau + (bucket + 1) * interval - now
-    if window <= bucket and total > 0:
+    if bucket <= left:
+        wait = base - policy.tau + (bucket + 1) * policy.interval - now
+    if left <= bucket and left < capacity:
         frees = oldest + policy.window - now
         if frees > wait:
             wait = frees
     return wait if wait > 0 else 0.0
 
 
+def _bucket(policy: Policy, base: float, now: float) -> int:
+    """Units the GCRA would admit at ``now`` with theoretical arrival time ``base``."""
+    return int((policy.tau - (base - now)) / policy.interval + EPSILON)
+
+
 def more_after(policy: Policy, state: WindowState, now: float) -> float:
     """Seconds until the quota of ``state`` grows by one unit (0 when full): ``t``."""
-    tat = state.tat
+    base = state.tat if state.tat > now else now
     oldest = state.log[state.head] if state.log else now
-    return _more_after(policy, tat if tat > now else now, state.total, oldest, now)
+    left = policy.capacity - state.total
+    return _more_after(policy, base, _bucket(policy, base, now), left, oldest, now)
 
 
 def _expire(state: WindowState, now: float, window: float) -> None:
@@ -214,7 +220,7 @@ def evaluate(policy: Policy, state: WindowState, now: float, cost: int = 1) -> R
                 reset = log[-2] + window - now
             # The state after commit(): the bucket at new_tat, count + cost units.
             oldest = log[state.head] if log else now
-            more = _more_after(policy, new_tat, count + cost, oldest, now)
+            more = _more_after(policy, new_tat, remaining, left, oldest, now)
             return RateLimitDecision(
                 True, capacity, min(left, remaining), reset, 0.0, policy.name, more
             )
@@ -235,7 +241,14 @@ def evaluate(policy: Policy, state: WindowState, now: float, cost: int = 1) -> R
         max(reset, 0.0),
         max(retry, 0.0),
         policy.name,
-        _more_after(policy, base, count, log[state.head] if log else now, now),
+        _more_after(
+            policy,
+            base,
+            _bucket(policy, base, now),
+            capacity - count,
+            log[state.head] if log else now,
+            now,
+        ),
     )
 
 
@@ -290,7 +303,7 @@ def admit(policy: Policy, state: WindowState, now: float, cost: int = 1) -> Rate
                 max(ahead, window),
                 0.0,
                 policy.name,
-                _more_after(policy, new_tat, count + cost, log[state.head], now),
+                _more_after(policy, new_tat, remaining, left, log[state.head], now),
             )
     decision = evaluate(policy, state, now, cost)
     if decision.allowed:

@@ -11,8 +11,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 from agenthood_mw._core.durations import parse_duration
@@ -173,7 +172,9 @@ class CompiledRule:
         "name",
         "params",
         "policy",
+        "policy_header",
         "policy_item",
+        "ratelimit_prefix",
         "regex",
     )
 
@@ -190,6 +191,9 @@ class CompiledRule:
             self.regex, self.params = compile_template(rule.path)
         # Structured-field integers: a fractional window is advertised rounded up.
         self.policy_item = f'"{self.name}";q={self.policy.capacity};w={math.ceil(rule.window)}'
+        #: This rule alone: the ``RateLimit-Policy`` header, and its ``RateLimit`` member's start.
+        self.policy_header = (b"ratelimit-policy", self.policy_item.encode())
+        self.ratelimit_prefix = f'"{self.name}";r='.encode()
 
     def match(self, method: str, path: str) -> str | None:
         """``None`` when the rule does not apply, else the key suffix for this request."""
@@ -350,7 +354,9 @@ def reset_seconds(decision: RateLimitDecision) -> int:
     """The ``t`` of a decision's ``RateLimit`` member: whole seconds (rounded up) until more
     quota is available (draft-ietf-httpapi-ratelimit-headers, Reset Parameter)."""
     more = decision.more_after
-    return whole_seconds(decision.reset_after if more is None else more)
+    if more is None:
+        more = decision.reset_after
+    return max(0, math.ceil(more - ROUNDING))
 
 
 def decision_headers(
@@ -381,15 +387,15 @@ def decision_headers(
     return headers
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What the limiter decided for one request (:meth:`RateLimitEngine.decide`).
 
     Attributes:
         decision: the deciding rule's decision (the refusing one, else the tightest);
             ``None`` when the storage failed or the request is not limited.
-        headers: response headers to add (``RateLimit-Policy``, ``RateLimit``, ...; empty
-            when headers are disabled or nothing was decided).
+        headers: response headers to add, as latin-1 ``(name, value)`` bytes the way they go
+            on the wire (``RateLimit-Policy``, ``RateLimit``, ...; empty when headers are
+            disabled or nothing was decided).
         error: the response to send instead of calling the app (429, 403 for a request that
             can never be admitted, 503 when the storage failed and ``fail_open=False``), or
             ``None`` to admit.
@@ -398,7 +404,7 @@ class Verdict:
     """
 
     decision: RateLimitDecision | None
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[bytes, bytes], ...] = ()
     error: HTTPError | None = None
     limited: bool = True
 
@@ -492,21 +498,48 @@ class Planner:
     def verdict(
         self, rules: Sequence[CompiledRule], decisions: Sequence[RateLimitDecision]
     ) -> Verdict:
-        """Turn the storage decisions of ``rules`` into one decision, headers and maybe a 429."""
+        """Turn the storage decisions of ``rules`` into one decision, headers and maybe a
+        refusal."""
         if len(decisions) == 1:
-            decision = decisions[0]
-        elif decisions[0].allowed:
+            return self.verdict_one(rules[0], decisions[0])
+        if decisions[0].allowed:
             decision = min(decisions, key=lambda d: d.remaining)
         else:
             decision = max(decisions, key=lambda d: d.retry_after)
         headers = (
-            tuple(decision_headers(decisions, self._policy_field(rules), legacy=self.legacy))
+            _encoded(decision_headers(decisions, self._policy_field(rules), legacy=self.legacy))
             if self.headers
             else ()
         )
+        return _verdict(decision, headers)
+
+    def verdict_one(self, rule: CompiledRule, decision: RateLimitDecision) -> Verdict:
+        """:meth:`verdict` of a request that only ``rule`` applies to (the same bytes)."""
+        if not self.headers:
+            headers: tuple[tuple[bytes, bytes], ...] = ()
+        elif self.legacy:
+            headers = _encoded(decision_headers([decision], rule.policy_item, legacy=True))
+        else:
+            member = b"%s%d;t=%d" % (
+                rule.ratelimit_prefix,
+                decision.remaining,
+                reset_seconds(decision),
+            )
+            headers = (rule.policy_header, (b"ratelimit", member))
         if decision.allowed:
-            return Verdict(decision, headers)
-        return Verdict(decision, headers, refusal(decision, headers))
+            return Verdict(decision, headers, None, True)
+        return _verdict(decision, headers)
+
+
+def _encoded(headers: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)
+
+
+def _verdict(decision: RateLimitDecision, headers: tuple[tuple[bytes, bytes], ...]) -> Verdict:
+    if decision.allowed:
+        return Verdict(decision, headers, None, True)
+    text = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers)
+    return Verdict(decision, headers, refusal(decision, text), True)
 
 
 def refusal(decision: RateLimitDecision, headers: tuple[tuple[str, str], ...]) -> HTTPError:

@@ -72,10 +72,8 @@ class RateLimitMiddleware(RateLimitBase):
         if verdict.error is not None:
             await send_error(scope, send, verdict.error)
             return
-        if kind == "http" and verdict.headers:
-            send = add_headers(
-                send, [(k.encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers]
-            )
+        if kind == "http":
+            send = add_headers(send, verdict.headers)
         await self.app(scope, receive, send)
 
 

@@ -111,6 +111,7 @@ class RateLimitEngine:
         #: Whether :meth:`decide` reads ``forwarded_for`` (only behind trusted proxies).
         self.reads_forwarded_for = self.client_address.enabled
         self.exempt = PathSet(exempt_paths, option="exempt_paths")
+        self.has_exempt = bool(self.exempt)
         self.backend: Backend = make_backend(
             storage=storage,
             strategy=strategy,
@@ -154,11 +155,21 @@ class RateLimitEngine:
         Returns:
             a :class:`Verdict`: admit (with headers), or the error response to send.
         """
-        plan = self.plan(identity, method, path, client, forwarded_for, request)
+        subject = self.subject(identity, path, client, forwarded_for, request)
+        if subject is None:
+            return NOT_LIMITED
+        cost = 1 if self.cost_func is None else check_cost(self.cost_func(request))
+        memory = self.memory
+        only = self.planner.only
+        if memory is not None and only is not None:
+            # One rule in this process (the usual setup): no lists to build, nothing awaited.
+            key = keys.rate_limit_key(subject, only.name)
+            return self.planner.verdict_one(only, memory.hit_one(only.policy, key, cost))
+        plan = self.plan(subject, method, path, cost)
         if plan is None:
             return NOT_LIMITED
-        if self.memory is not None:
-            return self.planner.verdict(plan.rules, self.memory.hit(plan.items))
+        if memory is not None:
+            return self.planner.verdict(plan.rules, memory.hit(plan.items))
         try:
             outcomes = await self.backend.hit(plan.items)
         except self.backend.errors as exc:
@@ -176,7 +187,11 @@ class RateLimitEngine:
         request: Any = None,
     ) -> Verdict:
         """:meth:`decide` for synchronous callers (WSGI, threads): the same verdicts."""
-        plan = self.plan(identity, method, path, client, forwarded_for, request)
+        subject = self.subject(identity, path, client, forwarded_for, request)
+        if subject is None:
+            return NOT_LIMITED
+        cost = 1 if self.cost_func is None else check_cost(self.cost_func(request))
+        plan = self.plan(subject, method, path, cost)
         if plan is None:
             return NOT_LIMITED
         try:
@@ -186,23 +201,9 @@ class RateLimitEngine:
         return self.planner.verdict(plan.rules, outcomes)
 
     # -- the two sans-I/O halves -----------------------------------------------------------------
-    def plan(
-        self,
-        identity: object,
-        method: str,
-        path: str,
-        client: str | None,
-        forwarded_for: Sequence[str],
-        request: Any,
-    ) -> Plan | None:
-        """The rules and storage items of a request; ``None`` when it is not limited."""
-        exempt = self.exempt
-        if exempt and path in exempt:
-            return None
-        subject = self.subject(identity, client, forwarded_for, request)
-        if subject is None:
-            return None
-        cost = 1 if self.cost_func is None else check_cost(self.cost_func(request))
+    def plan(self, subject: str, method: str, path: str, cost: int) -> Plan | None:
+        """The rules that apply to a request of ``subject`` and the storage items to count;
+        ``None`` when no rule applies."""
         only = self.planner.only
         if only is not None:
             return Plan((only,), [(only.policy, keys.rate_limit_key(subject, only.name), cost)])
@@ -221,10 +222,17 @@ class RateLimitEngine:
 
     # -- keys ----------------------------------------------------------------------------------
     def subject(
-        self, identity: object, client: str | None, forwarded_for: Sequence[str], request: Any
+        self,
+        identity: object,
+        path: str,
+        client: str | None,
+        forwarded_for: Sequence[str],
+        request: Any,
     ) -> str | None:
         """The request's subject key (:mod:`agenthood_mw._core.keys`); ``None``: not limited
-        (only when the ``key=`` hook says so)."""
+        (an exempt path, or the ``key=`` hook said so)."""
+        if self.has_exempt and path in self.exempt:
+            return None
         if self.key_func is not None:
             value = self.key_func(request)
             if value is None:
@@ -233,7 +241,7 @@ class RateLimitEngine:
                 raise TypeError(f"key: the callable must return a str or None, got {value!r}")
             return keys.custom_subject(value)
         if type(identity) is Identity:
-            if identity.is_authenticated:
+            if identity.authenticated:
                 found = self._user_subjects.get((identity.tenant, identity.user_id))
                 if found is not None:
                     return found

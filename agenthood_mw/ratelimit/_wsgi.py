@@ -47,7 +47,7 @@ class RateLimitMiddleware(RateLimitBase):
             return send_error(start_response, verdict.error)
         if not verdict.headers:
             return self.app(environ, start_response)
-        extra = verdict.headers
+        extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in verdict.headers]
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None

@@ -139,7 +139,7 @@ def test_t_and_retry_after_hold_for_every_answer_with_several_rules(stream: list
     def ask(path: str, user: int) -> tuple[int, dict[str, str]]:
         verdict = engine.decide_sync(users[user], "POST", path)
         if verdict.error is None:
-            return 200, dict(verdict.headers)
+            return 200, {k.decode(): v.decode() for k, v in verdict.headers}
         error = verdict.error
         return error.status, dict(error.headers)
 
