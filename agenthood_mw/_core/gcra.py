@@ -222,7 +222,13 @@ def evaluate(policy: Policy, state: WindowState, now: float, cost: int = 1) -> R
             oldest = log[state.head] if log else now
             more = _more_after(policy, new_tat, remaining, left, oldest, now)
             return RateLimitDecision(
-                True, capacity, min(left, remaining), reset, 0.0, policy.name, more
+                True,
+                capacity,
+                left if left < remaining else remaining,
+                reset,
+                0.0,
+                policy.name,
+                more,
             )
         retry = gcra_wait if gcra_wait > window_wait else window_wait
     else:
@@ -299,8 +305,8 @@ def admit(policy: Policy, state: WindowState, now: float, cost: int = 1) -> Rate
             return RateLimitDecision(
                 True,
                 capacity,
-                min(left, remaining),
-                max(ahead, window),
+                left if left < remaining else remaining,
+                ahead if ahead > window else window,
                 0.0,
                 policy.name,
                 _more_after(policy, new_tat, remaining, left, log[state.head], now),
