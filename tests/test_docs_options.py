@@ -13,7 +13,7 @@ import agenthood_mw
 import agenthood_mw.wsgi
 
 ROOT = Path(__file__).resolve().parent.parent
-ROW = re.compile(r"^\| `(?P<name>[a-z_]+)` \| (?P<default>[^|]+) \|")
+ROW = re.compile(r"^\| `(?P<name>[a-z_][a-z0-9_]*)` \| (?P<default>[^|]+) \|")
 
 
 def _table(doc: str) -> dict[str, str]:

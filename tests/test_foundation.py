@@ -80,10 +80,11 @@ def test_parse_duration_type(value: object) -> None:
 
 def test_pathset() -> None:
     paths = PathSet(["/health", "/static/*"])
-    assert "/health" in paths and "/health/" in paths
+    # Exactly what is configured (issue 11 #6: "/health/" is another route).
+    assert "/health" in paths and "/health/" not in paths
     assert "/healthz" not in paths
-    assert "/static" in paths and "/static/a/b" in paths
-    assert "/staticfoo" not in paths
+    assert "/static/" in paths and "/static/a/b" in paths
+    assert "/static" not in paths and "/staticfoo" not in paths
     with pytest.raises(TypeError, match="exempt_paths"):
         PathSet("/health")
     with pytest.raises(ValueError, match="exempt_paths"):

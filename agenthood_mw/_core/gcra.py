@@ -20,7 +20,16 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["EPSILON", "Policy", "RateLimitDecision", "WindowState", "admit", "commit", "evaluate"]
+__all__ = [
+    "EPSILON",
+    "Policy",
+    "RateLimitDecision",
+    "WindowState",
+    "admit",
+    "commit",
+    "evaluate",
+    "more_after",
+]
 
 #: Tolerance (seconds) for float rounding: a client that waits exactly ``retry_after`` is admitted.
 EPSILON = 1e-9
@@ -98,6 +107,9 @@ class RateLimitDecision(NamedTuple):
         retry_after: seconds until a refused request would be admitted (0 when admitted,
             ``inf`` when its cost exceeds ``limit`` and it can never be admitted).
         policy: the name of the rule that decided.
+        more_after: seconds until at least one more unit is available (``remaining`` grows),
+            0 when the quota is full: the ``t`` of the ``RateLimit`` field. ``None`` (a
+            decision built by hand) means "use ``reset_after``".
     """
 
     allowed: bool
@@ -106,11 +118,44 @@ class RateLimitDecision(NamedTuple):
     reset_after: float
     retry_after: float
     policy: str = "default"
+    more_after: float | None = None
 
 
-# Building the NamedTuple through ``tuple.__new__`` skips its Python-level ``__new__`` (the hot
-# path builds one decision per request).
-_new = tuple.__new__
+def _more_after(
+    policy: Policy, base: float, bucket: int, left: int, oldest: float, now: float
+) -> float:
+    """Seconds until a quota grows by one unit (0 when it is full).
+
+    ``base`` is the theoretical arrival time (not before ``now``), ``bucket`` the units the
+    GCRA would admit now, ``left`` the units the window would (``capacity - total``) and
+    ``oldest`` the time of the oldest unit in the window. The quota is the smaller of the two;
+    whichever is the smaller grows first, and when both are equal both must grow. For a
+    refused unit request this equals its ``retry_after``.
+    """
+    capacity = policy.capacity
+    if bucket >= capacity and left >= capacity:
+        return 0.0
+    wait = 0.0
+    if bucket <= left:
+        wait = base - policy.tau + (bucket + 1) * policy.interval - now
+    if left <= bucket and left < capacity:
+        frees = oldest + policy.window - now
+        if frees > wait:
+            wait = frees
+    return wait if wait > 0 else 0.0
+
+
+def _bucket(policy: Policy, base: float, now: float) -> int:
+    """Units the GCRA would admit at ``now`` with theoretical arrival time ``base``."""
+    return int((policy.tau - (base - now)) / policy.interval + EPSILON)
+
+
+def more_after(policy: Policy, state: WindowState, now: float) -> float:
+    """Seconds until the quota of ``state`` grows by one unit (0 when full): ``t``."""
+    base = state.tat if state.tat > now else now
+    oldest = state.log[state.head] if state.log else now
+    left = policy.capacity - state.total
+    return _more_after(policy, base, _bucket(policy, base, now), left, oldest, now)
 
 
 def _expire(state: WindowState, now: float, window: float) -> None:
@@ -173,9 +218,17 @@ def evaluate(policy: Policy, state: WindowState, now: float, cost: int = 1) -> R
                     reset = window
             elif log and log[-2] + window - now > reset:
                 reset = log[-2] + window - now
-            return _new(
-                RateLimitDecision,
-                (True, capacity, left if left < remaining else remaining, reset, 0.0, policy.name),
+            # The state after commit(): the bucket at new_tat, count + cost units.
+            oldest = log[state.head] if log else now
+            more = _more_after(policy, new_tat, remaining, left, oldest, now)
+            return RateLimitDecision(
+                True,
+                capacity,
+                left if left < remaining else remaining,
+                reset,
+                0.0,
+                policy.name,
+                more,
             )
         retry = gcra_wait if gcra_wait > window_wait else window_wait
     else:
@@ -187,15 +240,20 @@ def evaluate(policy: Policy, state: WindowState, now: float, cost: int = 1) -> R
     reset = base - now
     if log and log[-2] + window - now > reset:
         reset = log[-2] + window - now
-    return _new(
-        RateLimitDecision,
-        (
-            False,
-            capacity,
-            remaining if remaining > 0 else 0,
-            reset if reset > 0 else 0.0,
-            retry if retry > 0 else 0.0,
-            policy.name,
+    return RateLimitDecision(
+        False,
+        capacity,
+        max(remaining, 0),
+        max(reset, 0.0),
+        max(retry, 0.0),
+        policy.name,
+        _more_after(
+            policy,
+            base,
+            _bucket(policy, base, now),
+            capacity - count,
+            log[state.head] if log else now,
+            now,
         ),
     )
 
@@ -244,18 +302,16 @@ def admit(policy: Policy, state: WindowState, now: float, cost: int = 1) -> Rate
             state.total = count + cost
             remaining = int((tau - ahead) / interval + EPSILON)
             left = capacity - count - cost
-            return _new(
-                RateLimitDecision,
-                (
-                    True,
-                    capacity,
-                    left if left < remaining else remaining,
-                    ahead if ahead > window else window,
-                    0.0,
-                    policy.name,
-                ),
+            return RateLimitDecision(
+                True,
+                capacity,
+                left if left < remaining else remaining,
+                ahead if ahead > window else window,
+                0.0,
+                policy.name,
+                _more_after(policy, new_tat, remaining, left, log[state.head], now),
             )
     decision = evaluate(policy, state, now, cost)
-    if decision[0]:
+    if decision.allowed:
         commit(policy, state, now, cost)
     return decision

@@ -1,4 +1,9 @@
-"""Matching of operator-configured paths (``exempt_paths``), decided once at construction."""
+"""Matching of operator-configured paths (``exempt_paths``), decided once at construction.
+
+Shared by every layer (auth, rate limit, metering; ASGI and WSGI), so one rule holds
+everywhere: a path matches exactly what is configured. The paths compared are relative to
+the app's mount point (``root_path`` / ``SCRIPT_NAME`` removed).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ __all__ = ["PathSet"]
 class PathSet:
     """A set of exact paths and ``prefix/*`` patterns, configured by the operator.
 
-    ``"/health"`` matches exactly ``/health`` (and ``/health/``); ``"/static/*"`` matches
-    ``/static`` and everything below it (segment-wise, so ``/staticfoo`` is not matched).
-    Only operator configuration is ever used as a pattern; request paths are only looked up.
+    ``"/health"`` matches ``/health`` and nothing else: not ``/health/``, ``/healthz`` nor
+    ``/health/x`` (in Starlette, Flask and under a mount those are distinct routes; list each
+    one to exempt). ``"/static/*"`` matches every path that starts with ``/static/``
+    (``/static/``, ``/static/a/b``), not ``/static`` itself nor ``/staticfoo``. Only operator
+    configuration is ever used as a pattern; request paths are only looked up.
     """
 
     __slots__ = ("_exact", "_prefixes")
@@ -26,11 +33,9 @@ class PathSet:
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValueError(f"{option}: every path must be a string starting with '/'")
             if path.endswith("/*"):
-                base = path[:-2].rstrip("/")
-                prefixes.append(base + "/")
-                exact.add(base or "/")
+                prefixes.append(path[:-1])
             else:
-                exact.add(path.rstrip("/") or "/")
+                exact.add(path)
         self._exact = frozenset(exact)
         self._prefixes = tuple(prefixes)
 
@@ -40,6 +45,4 @@ class PathSet:
     def __contains__(self, path: object) -> bool:
         if not isinstance(path, str):
             return False
-        if (path.rstrip("/") or "/") in self._exact:
-            return True
-        return any(path.startswith(p) for p in self._prefixes)
+        return path in self._exact or any(path.startswith(p) for p in self._prefixes)

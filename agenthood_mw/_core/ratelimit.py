@@ -11,30 +11,41 @@ import ipaddress
 import math
 import re
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.gcra import Policy, RateLimitDecision
+from agenthood_mw._core.keys import rate_limit_subject, scope_of
 from agenthood_mw._errors import HTTPError
 
 __all__ = [
+    "NEVER_ADMITTED_STATUS",
+    "NEVER_ADMITTED_TYPE",
+    "NOT_LIMITED",
     "STORAGE_SCHEMES",
     "STRATEGIES",
     "UNAVAILABLE",
+    "UNAVAILABLE_RETRY_AFTER",
     "ClientAddress",
     "CompiledRule",
     "Planner",
     "RateLimitDecision",
     "RateLimitRule",
     "Verdict",
+    "check_ipv6_prefix",
     "compile_rules",
     "compile_template",
     "decision_headers",
     "identity_key",
+    "normalise_address",
+    "parse_address",
+    "refusal",
+    "reset_seconds",
     "retry_after_seconds",
     "validate_storage",
     "validate_strategy",
+    "whole_seconds",
 ]
 
 STRATEGIES = ("gcra", "moving-window", "sliding-window", "fixed-window")
@@ -157,16 +168,14 @@ class CompiledRule:
     """A rule ready for the hot path: its :class:`Policy`, matcher and header text."""
 
     __slots__ = (
-        "header_prefix",
         "methods",
         "name",
         "params",
         "policy",
-        "policy_bytes",
         "policy_header",
         "policy_item",
+        "ratelimit_prefix",
         "regex",
-        "suffix",
     )
 
     def __init__(self, rule: RateLimitRule) -> None:
@@ -182,22 +191,9 @@ class CompiledRule:
             self.regex, self.params = compile_template(rule.path)
         # Structured-field integers: a fractional window is advertised rounded up.
         self.policy_item = f'"{self.name}";q={self.policy.capacity};w={math.ceil(rule.window)}'
-        self.policy_bytes = self.policy_item.encode()
-        self.header_prefix = f'"{self.name}";r='.encode()
-        self.policy_header = (b"ratelimit-policy", self.policy_bytes)
-        self.suffix = "|" + self.name
-
-    def ratelimit_item(self, remaining: int, reset_after: float) -> bytes:
-        """This rule's member of the ``RateLimit`` field, as bytes."""
-        return b"%s%d;t=%d" % (self.header_prefix, remaining, math.ceil(reset_after))
-
-    def header_pair(
-        self, remaining: int, reset_after: float
-    ) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
-        """``RateLimit-Policy`` and ``RateLimit`` of this rule alone (the single-rule hot
-        path): the same bytes as :meth:`ratelimit_item`, in one call."""
-        field = b"%s%d;t=%d" % (self.header_prefix, remaining, math.ceil(reset_after))
-        return (self.policy_header, (b"ratelimit", field))
+        #: This rule alone: the ``RateLimit-Policy`` header, and its ``RateLimit`` member's start.
+        self.policy_header = (b"ratelimit-policy", self.policy_item.encode())
+        self.ratelimit_prefix = f'"{self.name}";r='.encode()
 
     def match(self, method: str, path: str) -> str | None:
         """``None`` when the rule does not apply, else the key suffix for this request."""
@@ -229,24 +225,61 @@ def compile_rules(rules: Sequence[RateLimitRule]) -> tuple[CompiledRule, ...]:
 
 
 def identity_key(user: Any) -> str | None:
-    """The rate-limit key of an authenticated ``scope["user"]``, else ``None``.
+    """The rate-limit subject of an authenticated ``scope["user"]``, else ``None``.
 
-    ``u:<tenant>:<user_id>`` with both parts percent-encoded, so user text can never forge
-    another user's key.
+    Derived from the user's :class:`~agenthood_mw.MemoryScope` (:mod:`agenthood_mw._core.keys`),
+    so user text can never forge another user's key. ``None`` too when no scope can be minted
+    for the user (the reserved anonymous tenant, a malformed id).
     """
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    user_id = getattr(user, "user_id", None)
-    if not isinstance(user_id, str):
-        user_id = getattr(user, "identity", None) or getattr(user, "display_name", None)
-    if not isinstance(user_id, str) or not user_id:
-        return None
-    tenant = getattr(user, "tenant", None)
-    tenant_part = quote(tenant, safe="") if isinstance(tenant, str) and tenant else ""
-    return f"u:{tenant_part}:{quote(user_id, safe='')}"
+    scope = scope_of(user)
+    return None if scope is None else rate_limit_subject(scope)
 
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_address(text: str) -> _Address | None:
+    """An IP address from a peer or ``X-Forwarded-For`` entry, or ``None``.
+
+    Accepts surrounding spaces, any case, ``[v6]`` and ``[v6]:port`` / ``v4:port``, and a
+    zone id (``fe80::1%eth0``, dropped). An IPv4-mapped IPv6 address (``::ffff:8.8.4.4``) is
+    the IPv4 address.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]  # v4:port
+    text = text.partition("%")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def normalise_address(text: str, *, ipv6_prefix: int = 128) -> str:
+    """The canonical text of a client address: IPv4 dotted-quad; IPv6 compressed, or its
+    ``/ipv6_prefix`` network (``2001:db8:1:2::/64``) when the prefix is below 128. Text that is
+    not an IP address is returned stripped, unchanged otherwise."""
+    ip = parse_address(text)
+    if ip is None:
+        return text.strip()
+    if isinstance(ip, ipaddress.IPv6Address) and ipv6_prefix < 128:
+        return str(ipaddress.IPv6Network((int(ip), ipv6_prefix), strict=False))
+    return str(ip)
+
+
+def check_ipv6_prefix(value: object, *, option: str = "ipv6_prefix") -> int:
+    """Validate the IPv6 grouping prefix (1-128 bits)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{option}: expected an int number of bits, got {type(value).__name__}")
+    if not 1 <= value <= 128:
+        raise ValueError(f"{option}: expected 1 to 128 bits, got {value}")
+    return value
 
 
 class ClientAddress:
@@ -254,12 +287,14 @@ class ClientAddress:
 
     The peer address is used unless it is a trusted proxy; then ``X-Forwarded-For`` is read
     from the right, skipping trusted proxies, and the first other address is the client. An
-    entry that is not an IP address stops the walk at the proxy that sent it.
+    entry that is not an IP address stops the walk at the proxy that sent it. The result is
+    normalised (:func:`normalise_address`): every spelling of one address, and every address
+    of one IPv6 ``/ipv6_prefix`` network, gives the same text.
     """
 
-    __slots__ = ("_networks",)
+    __slots__ = ("_networks", "ipv6_prefix")
 
-    def __init__(self, trusted_proxies: Collection[str] = ()) -> None:
+    def __init__(self, trusted_proxies: Collection[str] = (), *, ipv6_prefix: int = 128) -> None:
         if isinstance(trusted_proxies, str):
             raise TypeError("trusted_proxies: expected a list of addresses or networks")
         nets: list[_Network] = []
@@ -271,39 +306,57 @@ class ClientAddress:
                     f"trusted_proxies: {item!r} is not an IP address or network"
                 ) from None
         self._networks = tuple(nets)
+        self.ipv6_prefix = check_ipv6_prefix(ipv6_prefix)
 
     @property
     def enabled(self) -> bool:
         """Whether any proxy is trusted."""
         return bool(self._networks)
 
-    def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self._networks)
+    def _trusted(self, ip: _Address | None) -> bool:
+        return ip is not None and any(ip in net for net in self._networks)
 
     def resolve(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
-        """The client address for a request from ``peer`` with these XFF header values."""
+        """The normalised client address for a request from ``peer`` with these XFF values."""
+        return normalise_address(self._client(peer, forwarded_for), ipv6_prefix=self.ipv6_prefix)
+
+    def _client(self, peer: str | None, forwarded_for: Sequence[str]) -> str:
         client = peer or "unknown"
-        if not self._networks or not forwarded_for or not self._trusted(client):
+        if not self._networks or not forwarded_for or not self._trusted(parse_address(client)):
             return client
         hops = [h.strip() for value in forwarded_for for h in value.split(",")]
         for hop in reversed(hops):
-            try:
-                ipaddress.ip_address(hop)
-            except ValueError:
+            ip = parse_address(hop)
+            if ip is None:
                 return client
             client = hop
-            if not self._trusted(hop):
+            if not self._trusted(ip):
                 return hop
         return client
 
 
+#: Float noise ignored when rounding a wait up to whole seconds (the clock arithmetic is in
+#: float seconds in memory and whole microseconds in Redis): 60.0000000001 s is 60 s.
+ROUNDING: Final = 1e-6
+
+
+def whole_seconds(seconds: float) -> int:
+    """``seconds`` rounded up to whole seconds, ignoring :data:`ROUNDING` noise."""
+    return max(0, math.ceil(seconds - ROUNDING))
+
+
 def retry_after_seconds(retry_after: float) -> int:
     """``Retry-After`` in whole seconds, rounded up, at least 1."""
-    return max(1, math.ceil(retry_after))
+    return max(1, whole_seconds(retry_after))
+
+
+def reset_seconds(decision: RateLimitDecision) -> int:
+    """The ``t`` of a decision's ``RateLimit`` member: whole seconds (rounded up) until more
+    quota is available (draft-ietf-httpapi-ratelimit-headers, Reset Parameter)."""
+    more = decision.more_after
+    if more is None:
+        more = decision.reset_after
+    return max(0, math.ceil(more - ROUNDING))
 
 
 def decision_headers(
@@ -314,13 +367,14 @@ def decision_headers(
 ) -> list[tuple[str, str]]:
     """``RateLimit-Policy`` / ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers-10 form).
 
-    ``policy_field`` is precomputed by the caller; the legacy ``X-RateLimit-*`` fields describe
-    the most restrictive decision.
+    ``t`` is :func:`reset_seconds` (until more quota is available). ``policy_field`` is
+    precomputed by the caller; the legacy ``X-RateLimit-*`` fields describe the most
+    restrictive decision (``X-RateLimit-Reset``: until its quota is fully restored).
     """
     items = []
     tightest = decisions[0]
     for d in decisions:
-        items.append(f'"{d.policy}";r={d.remaining};t={math.ceil(d.reset_after)}')
+        items.append(f'"{d.policy}";r={d.remaining};t={reset_seconds(d)}')
         if (not d.allowed, -d.remaining) > (not tightest.allowed, -tightest.remaining):
             tightest = d
     headers = [("ratelimit-policy", policy_field), ("ratelimit", ", ".join(items))]
@@ -334,25 +388,50 @@ def decision_headers(
 
 
 class Verdict(NamedTuple):
-    """What a shell does with a request's outcomes.
+    """What the limiter decided for one request (:meth:`RateLimitEngine.decide`).
 
     Attributes:
-        decision: the deciding rule's decision (the refusing one, else the tightest).
-        headers: response headers to add (empty when headers are disabled).
-        error: the 429 to send instead of calling the app, or ``None`` to admit.
+        decision: the deciding rule's decision (the refusing one, else the tightest);
+            ``None`` when the storage failed or the request is not limited.
+        headers: response headers to add, as latin-1 ``(name, value)`` bytes the way they go
+            on the wire (``RateLimit-Policy``, ``RateLimit``, ...; empty when headers are
+            disabled or nothing was decided).
+        error: the response to send instead of calling the app (429, 403 for a request that
+            can never be admitted, 503 when the storage failed and ``fail_open=False``), or
+            ``None`` to admit.
+        limited: ``False`` when the request is not limited at all (an exempt path, no key,
+            no rule applies): nothing was counted and nothing is shared with the app.
     """
 
-    decision: RateLimitDecision
-    headers: list[tuple[str, str]]
-    error: HTTPError | None
+    decision: RateLimitDecision | None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    error: HTTPError | None = None
+    limited: bool = True
 
+    @property
+    def allowed(self) -> bool:
+        """Whether the app is to be called."""
+        return self.error is None
+
+
+#: The verdict for a request the limiter does not apply to.
+NOT_LIMITED: Final = Verdict(None, limited=False)
+
+#: ``Retry-After`` (seconds) of the 503 sent when the storage fails and ``fail_open=False``.
+UNAVAILABLE_RETRY_AFTER: Final = 5
 
 UNAVAILABLE = HTTPError(
     503,
     "rate_limit_unavailable",
     "Rate limiting is temporarily unavailable, so the request was not processed; "
     "try again shortly.",
+    headers=(("retry-after", str(UNAVAILABLE_RETRY_AFTER)),),
 )
+
+#: Status and ``type`` of a request whose cost exceeds a rule's ``max + burst``: it can never be
+#: admitted, so it is not a (temporary) 429.
+NEVER_ADMITTED_STATUS: Final = 403
+NEVER_ADMITTED_TYPE: Final = "rate_limit_cost_too_high"
 
 
 class Planner:
@@ -419,36 +498,73 @@ class Planner:
     def verdict(
         self, rules: Sequence[CompiledRule], decisions: Sequence[RateLimitDecision]
     ) -> Verdict:
-        """Turn the storage decisions of ``rules`` into one decision, headers and maybe a 429."""
+        """Turn the storage decisions of ``rules`` into one decision, headers and maybe a
+        refusal."""
         if len(decisions) == 1:
-            decision = decisions[0]
-        elif decisions[0].allowed:
+            return self.verdict_one(rules[0], decisions[0])
+        if decisions[0].allowed:
             decision = min(decisions, key=lambda d: d.remaining)
         else:
             decision = max(decisions, key=lambda d: d.retry_after)
         headers = (
-            decision_headers(decisions, self._policy_field(rules), legacy=self.legacy)
+            _encoded(decision_headers(decisions, self._policy_field(rules), legacy=self.legacy))
             if self.headers
-            else []
+            else ()
         )
-        if decision.allowed:
-            return Verdict(decision, headers, None)
-        if math.isinf(decision.retry_after):
-            error = HTTPError(
-                429,
-                "rate_limited",
-                f"This request costs more than the {decision.policy!r} limit allows "
-                f"({decision.limit} per window); it can never be admitted.",
-                headers=tuple(headers),
-                extra={"policy": decision.policy, "limit": decision.limit},
-            )
+        return _verdict(decision, headers)
+
+    def verdict_one(self, rule: CompiledRule, decision: RateLimitDecision) -> Verdict:
+        """:meth:`verdict` of a request that only ``rule`` applies to (the same bytes)."""
+        if not self.headers:
+            headers: tuple[tuple[bytes, bytes], ...] = ()
+        elif self.legacy:
+            headers = _encoded(decision_headers([decision], rule.policy_item, legacy=True))
         else:
-            wait = retry_after_seconds(decision.retry_after)
-            error = HTTPError(
-                429,
-                "rate_limited",
-                f"Rate limit {decision.policy!r} exceeded; retry after {wait} s.",
-                headers=(("retry-after", str(wait)), *headers),
-                extra={"policy": decision.policy, "limit": decision.limit, "retry_after": wait},
+            member = b"%s%d;t=%d" % (
+                rule.ratelimit_prefix,
+                decision.remaining,
+                reset_seconds(decision),
             )
-        return Verdict(decision, headers, error)
+            headers = (rule.policy_header, (b"ratelimit", member))
+        if decision.allowed:
+            return Verdict(decision, headers, None, True)
+        return _verdict(decision, headers)
+
+
+def _encoded(headers: Iterable[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)
+
+
+def _verdict(decision: RateLimitDecision, headers: tuple[tuple[bytes, bytes], ...]) -> Verdict:
+    if decision.allowed:
+        return Verdict(decision, headers, None, True)
+    text = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers)
+    return Verdict(decision, headers, refusal(decision, text), True)
+
+
+def refusal(decision: RateLimitDecision, headers: tuple[tuple[str, str], ...]) -> HTTPError:
+    """The response to a refused request.
+
+    A 429 with ``Retry-After`` (whole seconds, rounded up, at least 1): the time until every
+    refusing rule admits this request, never earlier than the ``t`` of a ``RateLimit`` member
+    with no quota left. A request whose cost exceeds the rule's ``max + burst`` can never be
+    admitted: :data:`NEVER_ADMITTED_STATUS` with type :data:`NEVER_ADMITTED_TYPE`, no
+    ``Retry-After``.
+    """
+    if math.isinf(decision.retry_after):
+        return HTTPError(
+            NEVER_ADMITTED_STATUS,
+            NEVER_ADMITTED_TYPE,
+            f"This request costs more than the {decision.policy!r} limit allows "
+            f"({decision.limit} per window); it can never be admitted.",
+            headers=headers,
+            extra={"policy": decision.policy, "limit": decision.limit},
+        )
+    wait = retry_after_seconds(decision.retry_after)
+    return HTTPError(
+        429,
+        "rate_limited",
+        f"Rate limit {decision.policy!r} exceeded; retry after {wait} s.",
+        headers=(("retry-after", str(wait)), *headers),
+        extra={"policy": decision.policy, "limit": decision.limit, "retry_after": wait},
+    )

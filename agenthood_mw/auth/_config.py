@@ -151,7 +151,9 @@ def build_settings(options: Mapping[str, Any]) -> AuthSettings:
             options["failed_auth_storage"],
             options["failed_auth_storage_options"],
         ),
-        client_address=ClientAddress(options["trusted_proxies"]),
+        # failures are counted per address as the rate limiter keys anonymous callers: IPv6
+        # grouped by its /64 (one subscriber's usual allocation), IPv4-mapped as IPv4
+        client_address=ClientAddress(options["trusted_proxies"], ipv6_prefix=64),
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agenthood_mw._asgi import add_headers, agenthood_state, route_path, send_error
+from agenthood_mw._asgi import agenthood_state, route_path, send_error
 from agenthood_mw._core.pricing import format_nanos
 from agenthood_mw._errors import HTTPError
 from agenthood_mw.metering._engine import Metering
@@ -149,13 +149,6 @@ class CostMeterMiddleware(MeterShell):
             _current.reset(token)
             if not exchange.ended:
                 await exchange.end(exchange.status)
-
-    async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, outer: tuple[tuple[bytes, bytes], ...]
-    ) -> None:
-        # Kept only while auth and the rate limiter still hand requests over here (issue 11
-        # removes those callers); delete together with them.
-        await self(scope, receive, add_headers(send, outer))
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agenthood_mw._core.budgets import BudgetRule, Hold, Refusal
+from agenthood_mw._core.keys import token_rate_key
 from agenthood_mw._core.pricing import format_nanos, seconds_ceil
 from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
 from agenthood_mw._errors import HTTPError
@@ -257,7 +258,7 @@ class Metering:
 
     # -- tokens per minute ---------------------------------------------------------------------
     def tpm_key(self, scope: MemoryScope) -> str | None:
-        return None if self.limiter is None else "tpm:" + scope.storage_key
+        return None if self.limiter is None else token_rate_key(scope)
 
     def _tpm_error(self, decision: Any) -> HTTPError:
         retry = seconds_ceil(decision.retry_after)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from agenthood_mw._core import keys
 from agenthood_mw._core.durations import parse_duration
 from agenthood_mw._core.gcra import Policy
 from agenthood_mw._core.ratelimit import (
@@ -189,7 +190,6 @@ class RateLimiter:
             window=rule.window, max=rule.max, burst=rule.burst, name=rule.name
         )
         self.window = parse_duration(window, option="window")
-        self._suffix = "|" + rule.name
         self._backend = make_backend(
             storage=storage,
             strategy=strategy,
@@ -203,7 +203,8 @@ class RateLimiter:
     def _items(self, key: str, cost: int) -> list[Item]:
         if not isinstance(key, str):
             raise TypeError(f"key: expected a str, got {type(key).__name__}")
-        return [(self.policy, quote(key, safe="") + self._suffix, check_cost(cost))]
+        subject = quote(key, safe="")
+        return [(self.policy, keys.rate_limit_key(subject, self.name), check_cost(cost))]
 
     async def hit(self, key: str, cost: int = 1) -> RateLimitDecision:
         """Count ``cost`` units for ``key`` if the limit admits them (nothing when refused)."""

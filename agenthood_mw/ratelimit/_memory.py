@@ -67,17 +67,9 @@ class MemoryGCRA:
         state = data.get(key)
         if state is None:
             state = _State()
-            decision = admit(policy, state, now, cost)
-            if decision[0]:
-                self._keep(key, state, now, policy)
-            return decision
         decision = admit(policy, state, now, cost)
-        if decision[0]:  # ``_keep`` inlined for a key already held (the request path)
-            state.expires = now + policy.ttl
-            data.move_to_end(key)
-            ops = self._ops = self._ops + 1
-            if not ops & 3 and next(iter(data.values())).expires <= now:
-                self._sweep(now)
+        if decision.allowed:
+            self._keep(key, state, now, policy)
         return decision
 
     def hit(self, items: Sequence[Item]) -> list[RateLimitDecision]:
@@ -115,9 +107,9 @@ class MemoryGCRA:
         """Mark ``state`` (already committed) as just admitted under ``key``."""
         state.expires = now + policy.ttl
         data = self._data
-        try:
+        if key in data:
             data.move_to_end(key)
-        except KeyError:
+        else:
             data[key] = state
             if len(data) > self.max_keys:
                 data.popitem(last=False)

@@ -25,7 +25,8 @@ __all__ = ["GCRA_SCRIPT", "RedisGCRA", "redis_options"]
 # (newest first, elements "<t_us>:<units>").  ARGV: per rule, interval_us, capacity, window_us,
 # tau_us, cost.  Times are microseconds of the server clock; the TAT is stored with 17
 # significant digits (an exact double).  Returns per rule {allowed (1 counted, 0 refused, 2
-# would admit but another rule refused), remaining, reset_after_us, retry_after_us (-1 never)}.
+# would admit but another rule refused), remaining, reset_after_us, retry_after_us (-1 never),
+# more_after_us (until one more unit is available)}.
 GCRA_SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -120,12 +121,31 @@ for i = 1, n do
   if not allowed then
     if cost > capacity then retry = -1 else retry = math.max(s[5], s[6], 0) end
   end
+  -- Until the quota grows by one unit (the smaller of the bucket's and the window's grows
+  -- first; both when equal); 0 when it is full. As _more_after() in agenthood_mw._core.gcra.
+  local grem = math.floor((tau - (base - now)) / interval + 1e-6)
+  local wrem = capacity - total
+  local more = 0
+  if grem < capacity or wrem < capacity then
+    if grem <= wrem then more = base - tau + (grem + 1) * interval - now end
+    if wrem <= grem and total > 0 then
+      local last = redis.call('LINDEX', s[13], -1)
+      if last then
+        local frees = parse(last) + window - now
+        if frees > more then more = frees end
+      end
+    end
+  end
+  if more < 0 then more = 0 end
   local flag = 0
   if allowed and ok then flag = 1 elseif allowed then flag = 2 end
-  res[4 * i - 3] = flag
-  res[4 * i - 2] = remaining
-  res[4 * i - 1] = math.ceil(reset)
-  res[4 * i] = math.ceil(retry)
+  res[5 * i - 4] = flag
+  res[5 * i - 3] = remaining
+  res[5 * i - 2] = math.ceil(reset)
+  -- Both waits to the nearest microsecond, so a refused unit request's retry equals its t.
+  if retry > 0 then retry = math.floor(retry + 0.5) end
+  res[5 * i - 1] = retry
+  res[5 * i] = math.floor(more + 0.5)
 end
 return res
 """
@@ -397,11 +417,17 @@ def _outcomes(
 ) -> list[RateLimitDecision]:
     out = []
     for i, (policy, _key, _cost) in enumerate(items):
-        allowed, remaining, reset_us, retry_us = (int(v) for v in raw[4 * i : 4 * i + 4])
+        allowed, remaining, reset_us, retry_us, more_us = (int(v) for v in raw[5 * i : 5 * i + 5])
         retry = math.inf if retry_us < 0 else retry_us / 1e6
         out.append(
             RateLimitDecision(
-                allowed == 1, policy.capacity, remaining, reset_us / 1e6, retry, policy.name
+                allowed == 1,
+                policy.capacity,
+                remaining,
+                reset_us / 1e6,
+                retry,
+                policy.name,
+                more_us / 1e6,
             )
         )
     return out

@@ -154,7 +154,10 @@ def _outcomes(
             retry = 0.0  # this rule would admit; another one refused
         else:
             retry = reset_after
+        # limits' reset time is when the oldest counted hit leaves the window (moving) or the
+        # window restarts (fixed, sliding): the moment more quota becomes available.
+        more = 0.0 if st.remaining >= item.amount else reset_after
         out.append(
-            RateLimitDecision(ok, item.amount, max(0, st.remaining), reset_after, retry, name)
+            RateLimitDecision(ok, item.amount, max(0, st.remaining), reset_after, retry, name, more)
         )
     return out

@@ -1,11 +1,10 @@
-"""WSGI ``RateLimitMiddleware``: same keywords and decisions as the ASGI class."""
+"""WSGI ``RateLimitMiddleware``: same keywords and engine as the ASGI class."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from agenthood_mw._core.ratelimit import UNAVAILABLE
 from agenthood_mw._wsgi import WSGIApp, agenthood_state, route_path, send_error
 from agenthood_mw.ratelimit._base import RateLimitBase
 
@@ -31,44 +30,24 @@ class RateLimitMiddleware(RateLimitBase):
     _app_kind = "WSGI"
     app: WSGIApp
 
-    def _key(self, environ: WSGIEnvironment) -> str | None:
-        if self.key_func is not None:
-            return self.custom_key(environ)
-        key = self.user_key(environ.get(IDENTITY_KEY))
-        if key is not None:
-            return key
-        peer = environ.get("REMOTE_ADDR") or None
-        if self.client_address.enabled:
-            xff = environ.get("HTTP_X_FORWARDED_FOR")
-            return self.address_key(self.client_address.resolve(peer, [xff] if xff else []))
-        return self.address_key(peer or "unknown")
-
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = route_path(environ)
-        if self.has_exempt and path in self.exempt:
+        xff = environ.get("HTTP_X_FORWARDED_FOR")
+        verdict = self.engine.decide_sync(
+            environ.get(IDENTITY_KEY),
+            environ.get("REQUEST_METHOD", "GET"),
+            route_path(environ),
+            client=environ.get("REMOTE_ADDR") or None,
+            forwarded_for=[xff] if xff else (),
+            request=environ,
+        )
+        if not verdict.limited:
             return self.app(environ, start_response)
-        ident = self._key(environ)
-        if ident is None:
-            return self.app(environ, start_response)
-        method = environ.get("REQUEST_METHOD", "GET")
-        rules, items = self.items(method, path, ident, self.request_cost(environ))
-        if not rules:
-            return self.app(environ, start_response)
-        try:
-            outcomes = self.backend.hit_sync(items)
-        except self.backend.errors as exc:
-            self.failures.record(exc, fail_open=self.fail_open)
-            agenthood_state(environ)["rate_limit"] = None
-            if self.fail_open:
-                return self.app(environ, start_response)
-            return send_error(start_response, UNAVAILABLE)
-        verdict = self.planner.verdict(rules, outcomes)
         agenthood_state(environ)["rate_limit"] = verdict.decision
         if verdict.error is not None:
             return send_error(start_response, verdict.error)
         if not verdict.headers:
             return self.app(environ, start_response)
-        extra = verdict.headers
+        extra = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in verdict.headers]
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None

@@ -198,12 +198,14 @@ async def test_cost_hook_and_key_override() -> None:
 
 
 async def test_cost_above_capacity_is_refused_without_retry_after() -> None:
+    """Never admittable: a 403 with its own type, told apart from a temporary 429 (issue 11
+    #22; it was a 429 ``rate_limited`` with t=0 and no Retry-After)."""
     app, _ = make_app(clock=Clock(), cost=lambda scope: 26)
     async with client(app) as c:
         r = await c.get("/", headers={"x-user": "a"})
-    assert r.status_code == 429
+    assert r.status_code == 403
     assert "retry-after" not in r.headers
-    assert r.json()["error"]["type"] == "rate_limited"
+    assert r.json()["error"]["type"] == "rate_limit_cost_too_high"
 
 
 async def test_exempt_paths_and_legacy_headers() -> None:

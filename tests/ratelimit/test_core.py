@@ -157,17 +157,3 @@ def test_path_templates() -> None:
     for bad in ("/a/{name", "/a/{x}/{x}", "/a/{x:float}"):
         with pytest.raises(ValueError, match="path"):
             RateLimitRule(max=1, path=bad)
-
-
-def test_single_rule_header_pair_is_the_general_paths_bytes() -> None:
-    """The hot path's two headers equal what the general path sends for the same decision."""
-    from agenthood_mw._core.ratelimit import CompiledRule, RateLimitRule
-
-    rule = CompiledRule(RateLimitRule(name="default", window=90.5, max=20, burst=5))
-    for remaining, reset in [(24, 60.0), (0, 90.5), (7, 0.2), (10**9, 3600.0001)]:
-        policy, field = rule.header_pair(remaining, reset)
-        decision = RateLimitDecision(True, 25, remaining, reset, 0.0, "default")
-        general = dict(decision_headers([decision], rule.policy_item, legacy=False))
-        assert policy == (b"ratelimit-policy", general["ratelimit-policy"].encode())
-        assert field == (b"ratelimit", general["ratelimit"].encode())
-        assert field[1] == rule.ratelimit_item(remaining, reset)
