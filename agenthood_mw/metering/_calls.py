@@ -28,28 +28,27 @@ _enc_lock = threading.Lock()
 
 
 def _encoding(model: str | None) -> Any:
-    """tiktoken's encoding of ``model`` (``o200k_base`` for unknown models), or ``None``
-    when tiktoken is not installed. Memoised per model."""
-    key = model or ""
-    with _enc_lock:
-        if key in _encodings:
-            return _encodings[key]
+    """tiktoken's encoding of ``model`` (``o200k_base`` for models it does not know), or
+    ``None`` when tiktoken is not installed or cannot load the encoding (its files are
+    downloaded once, then cached; without network the heuristic is used). Memoised, failures
+    too."""
     try:
         import tiktoken
+        from tiktoken.model import encoding_name_for_model
     except ImportError:
-        enc = None
-    else:
-        try:
-            enc = tiktoken.encoding_for_model(model) if model else None
-        except KeyError:
-            enc = None
-        if enc is None:
-            try:
-                enc = tiktoken.get_encoding("o200k_base")
-            except Exception:  # no cached encoding and no network: use the heuristic
-                enc = None
+        return None
+    try:
+        name = encoding_name_for_model(model) if model else "o200k_base"
+    except KeyError:
+        name = "o200k_base"
     with _enc_lock:
-        _encodings[key] = enc
+        if name in _encodings:
+            return _encodings[name]
+        try:
+            enc = tiktoken.get_encoding(name)
+        except Exception:  # no cached file and no network
+            enc = None
+        _encodings[name] = enc
     return enc
 
 
