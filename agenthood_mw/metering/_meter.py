@@ -290,9 +290,13 @@ class Meter:
         sent. Settle the returned :class:`CallReservation` with the real usage (or release
         it). Estimate input tokens with :func:`estimate_tokens`.
 
+        The thinking budget's ``max_cost`` is applied the same way (spend + calls in flight +
+        this call); its other limits are checked by :meth:`check_budget` on what was used.
+
         Raises:
             BudgetExhausted: ``"budget_exhausted:budget"`` (with ``retry_after``) when a hard
-                budget has no room for the call; the reasons of :meth:`check_budget` (thinking
+                budget has no room for the call; ``"budget_exhausted:cost"`` when the thinking
+                budget's ``max_cost`` has none; the reasons of :meth:`check_budget` (thinking
                 budget, ``"run_finished"``), which runs first.
         """
         if type(model) is not str or not model:
@@ -308,15 +312,22 @@ class Meter:
         except UnknownModelError:  # record() reports it; the call itself reserves nothing
             price = _ZERO_PRICE
         estimate = cost_nanos_of(price, input_tokens_estimate, max_output_tokens or 0)
+        tb = self.thinking_budget
+        cap = None if tb is None else tb.max_cost_nanos
         retry = None
         with self._lock:
             if self._closed:
                 raise BudgetExhausted(RUN_FINISHED)
-            self._pending += estimate
-            if self._resize is not None:
+            over = cap is not None and self._nanos + self._pending + estimate > cap
+            if not over:
+                self._pending += estimate
+            if not over and self._resize is not None:
                 retry = self._resize(self._nanos + self._pending)
                 if retry is not None:
                     self._pending -= estimate
+        if over:
+            self._stop("budget_exhausted:cost")
+            raise BudgetExhausted("budget_exhausted:cost")
         if retry is not None:
             self._stop("budget_exhausted:budget")
             raise BudgetExhausted("budget_exhausted:budget", retry_after=retry)

@@ -223,3 +223,21 @@ def test_resize_never_reserves_past_the_limit(ops: list[tuple[int, int, bool]]) 
             assert amount > current  # shrinking is never refused
             assert (committed, reserved) == before  # a refusal changes nothing
         assert reserved == sum(a for _, a in holds.values())
+
+
+def test_thinking_budget_max_cost_counts_the_calls_in_flight() -> None:
+    from agenthood_mw.metering import ThinkingBudget
+
+    metering = Metering(prices=PRICES, thinking_budget=ThinkingBudget(max_cost="0.01"))
+    meter = metering.begin(Identity(user_id="u"), None, None)
+    assert isinstance(meter, Meter)
+    first = meter.reserve_call(model="m", max_output_tokens=2000)  # $0.008 in flight
+    with pytest.raises(BudgetExhausted) as exc:
+        meter.reserve_call(model="m", max_output_tokens=1000)  # +$0.004 > $0.01
+    assert exc.value.reason == "budget_exhausted:cost"
+    assert meter.stop_reason == "budget_exhausted:cost"
+    assert meter._pending == first.estimate_nanos
+    first.release()
+    meter.reserve_call(model="m", max_output_tokens=1000).release()  # fits once released
+    metering.end(meter, 200)
+    metering.close()
