@@ -415,6 +415,7 @@ class Metering:
         if holds:
             meter._holds = holds
             meter._resize = self._resizer(holds)
+            meter._resize_blocking = self.budget_store.blocking
         return meter
 
     def settle(self, meter: Meter, status: int | None) -> RunRecord:

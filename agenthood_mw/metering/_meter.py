@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -137,6 +138,7 @@ class Meter:
     _mono: Callable[[], float] = time.monotonic
     _pending = 0  # nano-dollars reserved by model calls in flight (reserve_call)
     _resize: Callable[[int], float | None] | None = None  # set by the engine with budgets
+    _resize_blocking = False  # whether _resize does network I/O (a Redis budget store)
 
     def __init__(
         self,
@@ -332,6 +334,31 @@ class Meter:
             self._stop("budget_exhausted:budget")
             raise BudgetExhausted("budget_exhausted:budget", retry_after=retry)
         return CallReservation(self, model, estimate, input_tokens_estimate, max_output_tokens)
+
+    async def areserve_call(
+        self,
+        *,
+        model: str,
+        input_tokens_estimate: int = 0,
+        max_output_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> CallReservation:
+        """:meth:`reserve_call` without blocking the event loop: run in a worker thread when
+        the budget store does I/O (Redis), directly otherwise."""
+        if self._resize is not None and self._resize_blocking:
+            return await asyncio.to_thread(
+                self.reserve_call,
+                model=model,
+                input_tokens_estimate=input_tokens_estimate,
+                max_output_tokens=max_output_tokens,
+                provider=provider,
+            )
+        return self.reserve_call(
+            model=model,
+            input_tokens_estimate=input_tokens_estimate,
+            max_output_tokens=max_output_tokens,
+            provider=provider,
+        )
 
     def _unreserve(self, nanos: int) -> None:
         with self._lock:

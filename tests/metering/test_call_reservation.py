@@ -241,3 +241,44 @@ def test_thinking_budget_max_cost_counts_the_calls_in_flight() -> None:
     meter.reserve_call(model="m", max_output_tokens=1000).release()  # fits once released
     metering.end(meter, 200)
     metering.close()
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_areserve_call_from_concurrent_tasks(storage: str, request: pytest.FixtureRequest) -> None:
+    """``areserve_call`` from many tasks of one event loop (Redis I/O in worker threads):
+    with max_tokens on every call, the budget is never overshot."""
+    import asyncio
+
+    if storage == "redis":
+        url = request.getfixturevalue("redis_url")
+        metering = _metering("0.20", url, request.getfixturevalue("redis_prefix"))
+    else:
+        metering = _metering("0.20")
+    alice = Identity(user_id="alice")
+
+    async def one_run() -> str:
+        meter = await metering.begin_async(alice, None, None)
+        assert isinstance(meter, Meter)
+        try:
+            while True:
+                r = await meter.areserve_call(
+                    model="m", input_tokens_estimate=100, max_output_tokens=1000
+                )
+                await asyncio.sleep(0.001)  # the call is in flight
+                r.settle(input_tokens=100, output_tokens=900)
+        except BudgetExhausted as exc:
+            return exc.reason
+        finally:
+            await metering.end_async(meter, 200)
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(one_run() for _ in range(10)))
+
+    try:
+        assert asyncio.run(main()) == ["budget_exhausted:budget"] * 10
+        assert metering.flush(30)
+        key = MemoryScope.for_identity(alice).storage_key
+        spent = metering.ledger.spend_between("user", key, 0, 2**40)
+    finally:
+        metering.close()
+    assert 200_000_000 - 10 * 4_100_000 < spent <= 200_000_000
