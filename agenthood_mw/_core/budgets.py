@@ -237,6 +237,29 @@ class BudgetBook:
             acc.holds[hold.hold_id] = (spent + hold.rule.reserve, now + self.ttl)
         return None
 
+    def resize(self, holds: Iterable[Hold], amount: int, now: float) -> Refusal | None:
+        """Set each hold to ``amount`` (the run's spend so far plus its calls in flight).
+
+        Growing is allowed only when it fits: ``committed + other reservations + amount`` must
+        stay within the limit, else the refusal of the first budget it does not fit (nothing
+        is changed). Shrinking always succeeds. All holds change, or none.
+        """
+        found = []
+        for hold in holds:
+            acc = self._accounts.get((hold.rule.index, hold.subject, hold.window_start))
+            if acc is None:
+                continue  # collected after its hold expired: the ledger has the spend
+            reserved = acc.reserved(now)  # drops expired holds first
+            current = acc.holds[hold.hold_id][0] if hold.hold_id in acc.holds else 0
+            if amount > current and acc.committed + reserved - current + amount > hold.rule.limit:
+                _, end = window_bounds(hold.rule.window, now)
+                retry = end - now if acc.committed >= hold.rule.limit else 1.0
+                return Refusal(hold.rule, hold.subject, retry, acc.committed)
+            found.append((hold, acc))
+        for hold, acc in found:
+            acc.holds[hold.hold_id] = (amount, now + self.ttl)
+        return None
+
     def settle(self, holds: Iterable[Hold], actual: int) -> None:
         """Replace each hold by the actual cost (``actual=0`` releases it)."""
         for hold in holds:

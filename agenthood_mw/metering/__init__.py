@@ -13,7 +13,9 @@ from agenthood_mw._core.spikes import SpikeRule
 from agenthood_mw._core.thinking import ThinkingBudget
 from agenthood_mw.metering._alerts import LoggingAlertSink, SpikeAlert, WebhookAlertSink
 from agenthood_mw.metering._asgi import CostMeterMiddleware
+from agenthood_mw.metering._background import bind
 from agenthood_mw.metering._budget import Budget
+from agenthood_mw.metering._calls import CallReservation, estimate_tokens
 from agenthood_mw.metering._engine import Metering
 from agenthood_mw.metering._estimator import CostEstimator
 from agenthood_mw.metering._ledger import Ledger, MemoryLedger, Spend
@@ -48,6 +50,7 @@ __all__ = [
     "AnthropicStreamUsage",
     "Budget",
     "BudgetExhausted",
+    "CallReservation",
     "CostEstimator",
     "CostMeterMiddleware",
     "Ledger",
@@ -75,7 +78,9 @@ __all__ = [
     "WSGICostMeterMiddleware",
     "WebhookAlertSink",
     "anthropic_usage",
+    "bind",
     "current_meter",
+    "estimate_tokens",
     "ledger_from_url",
     "openai_usage",
     "reset_meter",

@@ -44,6 +44,10 @@ class BudgetStore:
     def extend(self, holds: Sequence[Hold], spent: int, now: float) -> Refusal | None:
         raise NotImplementedError
 
+    def resize(self, holds: Sequence[Hold], amount: int, now: float) -> Refusal | None:
+        """Set the holds to ``amount`` when it fits the budgets (see ``BudgetBook.resize``)."""
+        raise NotImplementedError
+
     def settle(self, holds: Sequence[Hold], actual: int) -> None:
         raise NotImplementedError
 
@@ -78,6 +82,10 @@ class MemoryBudgetStore(BudgetStore):
     def extend(self, holds: Sequence[Hold], spent: int, now: float) -> Refusal | None:
         with self._lock:
             return self.book.extend(holds, spent, now)
+
+    def resize(self, holds: Sequence[Hold], amount: int, now: float) -> Refusal | None:
+        with self._lock:
+            return self.book.resize(holds, amount, now)
 
     def settle(self, holds: Sequence[Hold], actual: int) -> None:
         with self._lock:
@@ -171,6 +179,35 @@ return {1}
 """
 )
 
+# KEYS: accounts. ARGV: now, hold id, amount, expiry, then per key: limit.
+# A hold grows only when committed + other holds + amount fits the limit; shrinking always works.
+_RESIZE = (
+    _RESERVED
+    + """
+local now = tonumber(ARGV[1])
+local field = 'h:' .. ARGV[2]
+local amount = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  local c = redis.call('HGET', KEYS[i], 'c')
+  if c then
+    local total = reserved(KEYS[i], now)
+    local current = 0
+    local v = redis.call('HGET', KEYS[i], field)
+    if v then current = tonumber(string.sub(v, 1, string.find(v, ':', 1, true) - 1)) end
+    if amount > current and tonumber(c) + total - current + amount > tonumber(ARGV[4 + i]) then
+      return {0, i, c}
+    end
+  end
+end
+for i = 1, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], 'c') == 1 then
+    redis.call('HSET', KEYS[i], field, ARGV[3] .. ':' .. ARGV[4])
+  end
+end
+return {1}
+"""
+)
+
 # KEYS: accounts. ARGV: hold id, actual cost.
 _SETTLE = """
 for i = 1, #KEYS do
@@ -217,6 +254,7 @@ class RedisBudgetStore(BudgetStore):
         self._admit = self._client.register_script(_ADMIT)
         self._extend = self._client.register_script(_EXTEND)
         self._settle = self._client.register_script(_SETTLE)
+        self._resize = self._client.register_script(_RESIZE)
         self._amounts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -286,6 +324,25 @@ class RedisBudgetStore(BudgetStore):
         with self._lock:
             for hold, key in todo:
                 self._amounts[(key, hold_id)] = spent + hold.rule.reserve
+        return None
+
+    def resize(self, holds: Sequence[Hold], amount: int, now: float) -> Refusal | None:
+        if not holds:
+            return None
+        hold_id = str(holds[0].hold_id)
+        keys = [self._key(h.rule, h.subject, h.window_start) for h in holds]
+        args: list[Any] = [repr(now), hold_id, amount, repr(now + self.ttl)]
+        args += [h.rule.limit for h in holds]
+        result = self._resize(keys=keys, args=args)
+        if int(result[0]) == 0:
+            hold = holds[int(result[1]) - 1]
+            committed = int(result[2])
+            _, end = _bounds(hold.rule.window, now)
+            retry = end - now if committed >= hold.rule.limit else 1.0
+            return Refusal(hold.rule, hold.subject, retry, committed)
+        with self._lock:
+            for key in keys:
+                self._amounts[(key, hold_id)] = amount
         return None
 
     def settle(self, holds: Sequence[Hold], actual: int) -> None:

@@ -10,7 +10,8 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any, ParamSpec, TypeVar
 
 from agenthood_mw._core.budgets import BudgetRule, Hold, Refusal
 from agenthood_mw._core.keys import token_rate_key
@@ -18,6 +19,7 @@ from agenthood_mw._core.pricing import format_nanos, seconds_ceil
 from agenthood_mw._core.scope import ANONYMOUS_TENANT, MemoryScope
 from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
+from agenthood_mw.metering import _background
 from agenthood_mw.metering._alerts import SpikeMonitor
 from agenthood_mw.metering._budget_store import MemoryBudgetStore, budget_store_from_url
 from agenthood_mw.metering._ledger import Ledger, subject_of
@@ -32,6 +34,9 @@ from agenthood_mw.metering._traces import TraceStore, trace_store_from_url
 __all__ = ["ANONYMOUS_SCOPE", "RESERVED_TENANT_ERROR", "Metering", "agent_from_path"]
 
 logger = logging.getLogger("agenthood_mw.metering")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Where requests without an authenticated identity are metered. Its tenant is reserved:
 #: ``MemoryScope.for_identity`` refuses identities claiming it, so no token shares this scope.
@@ -256,6 +261,13 @@ class Metering:
 
         return guard
 
+    def _resizer(self, holds: tuple[Hold, ...]) -> Callable[[int], float | None]:
+        def resize(amount: int) -> float | None:
+            refusal = self.budget_store.resize(holds, amount, self.clock())
+            return None if refusal is None else refusal.retry_after
+
+        return resize
+
     # -- tokens per minute ---------------------------------------------------------------------
     def tpm_key(self, scope: MemoryScope) -> str | None:
         return None if self.limiter is None else token_rate_key(scope)
@@ -311,7 +323,9 @@ class Metering:
             logger.exception("charging tokens to the token-rate limiter failed")
 
     # -- one request: begin ... end ---------------------------------------------------------
-    def begin(self, identity: object, path: str | None, agent: object) -> Meter | HTTPError:
+    def begin(
+        self, identity: object, path: str | None, agent: object, *, scope: MemoryScope | None = None
+    ) -> Meter | HTTPError:
         """Admit a request and open its :class:`Meter`, or the error response to send.
 
         ``identity``: the request's :class:`~agenthood_mw.Identity` (anything else is
@@ -320,9 +334,11 @@ class Metering:
         the reserved tenant is refused (403), the spend budgets reserve (429
         ``budget_exceeded``), the token rate admits (429 ``token_rate_exceeded``; the
         reservations are dropped), then the meter opens. Blocking when a store does I/O
-        (WSGI); ASGI shells call :meth:`begin_async`.
+        (WSGI); ASGI shells call :meth:`begin_async`. ``scope``: meter the run under this
+        scope instead of the identity's (an operator scope; see :meth:`run`).
         """
-        scope = self.scope_for(identity)
+        if scope is None:
+            scope = self.scope_for(identity)
         if scope is None:
             return RESERVED_TENANT_ERROR
         agent = self.agent_for(agent)
@@ -340,10 +356,11 @@ class Metering:
         return self._open(scope, agent, holds, path)
 
     async def begin_async(
-        self, identity: object, path: str | None, agent: object
+        self, identity: object, path: str | None, agent: object, *, scope: MemoryScope | None = None
     ) -> Meter | HTTPError:
         """:meth:`begin` without blocking the event loop on I/O."""
-        scope = self.scope_for(identity)
+        if scope is None:
+            scope = self.scope_for(identity)
         if scope is None:
             return RESERVED_TENANT_ERROR
         agent = self.agent_for(agent)
@@ -398,6 +415,8 @@ class Metering:
         )
         if holds:
             meter._holds = holds
+            meter._resize = self._resizer(holds)
+            meter._resize_blocking = self.budget_store.blocking
         return meter
 
     def settle(self, meter: Meter, status: int | None) -> RunRecord:
@@ -414,6 +433,38 @@ class Metering:
                 logger.exception("settling the budget reservation failed")
         self.recorder.submit(run)
         return run
+
+    # -- runs outside requests -------------------------------------------------------------------
+    def run(
+        self, identity: Identity | MemoryScope, *, agent: str | None = None
+    ) -> AbstractContextManager[Meter]:
+        """A metered run outside any request (a worker, a cron job, a script)::
+
+            with metering.run(MemoryScope.operator(user="digest"), agent="nightly-digest") as m:
+                ...  # current_meter() is m; model calls are charged to that scope
+
+        ``identity``: an authenticated :class:`~agenthood_mw.Identity` or an operator
+        :class:`~agenthood_mw.MemoryScope`; ``agent``: the agent name (declared in ``agents=``
+        when that is set). Same admission, ledger, budgets, token rate and traces as a
+        request (:meth:`begin` / :meth:`end`); a spent budget raises
+        :class:`~agenthood_mw.metering.BudgetExhausted` before the block runs; an exception
+        leaving the block is recorded as the run's error (usage still charged). Blocking when a
+        store does I/O: coroutines use :meth:`arun`.
+        """
+        return _background.run(self, identity, agent=agent)
+
+    def arun(
+        self, identity: Identity | MemoryScope, *, agent: str | None = None
+    ) -> AbstractAsyncContextManager[Meter]:
+        """:meth:`run` for coroutines: ``async with metering.arun(identity, agent=...) as m:``."""
+        return _background.arun(self, identity, agent=agent)
+
+    def metered(
+        self, *, identity: Identity | MemoryScope, agent: str | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator: each call of the function (sync or async) is one :meth:`run` /
+        :meth:`arun`, e.g. ``@metering.metered(identity=scope, agent="nightly-digest")``."""
+        return _background.metered(self, identity=identity, agent=agent)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def flush(self, timeout: float | None = 30.0) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from agenthood_mw._core.pricing import (
 )
 from agenthood_mw._core.scope import MemoryScope, require_scope
 from agenthood_mw._core.thinking import ThinkingBudget
+from agenthood_mw.metering._calls import CallReservation
 from agenthood_mw.metering._prices import PriceTable, UnknownModelError
 from agenthood_mw.metering._records import RunRecord, Totals, UsageEvent, json_safe
 from agenthood_mw.metering._usage import usage_of
@@ -134,6 +136,9 @@ class Meter:
     _base_tb: ThinkingBudget | None = None
     _agent_tbs: Mapping[str, ThinkingBudget] = _NO_BUDGETS
     _mono: Callable[[], float] = time.monotonic
+    _pending = 0  # nano-dollars reserved by model calls in flight (reserve_call)
+    _resize: Callable[[int], float | None] | None = None  # set by the engine with budgets
+    _resize_blocking = False  # whether _resize does network I/O (a Redis budget store)
 
     def __init__(
         self,
@@ -269,6 +274,95 @@ class Meter:
             if retry is not None:
                 self._stop("budget_exhausted:budget")
                 raise BudgetExhausted("budget_exhausted:budget", retry_after=retry)
+
+    def reserve_call(
+        self,
+        *,
+        model: str,
+        input_tokens_estimate: int = 0,
+        max_output_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> CallReservation:
+        """Reserve what one model call may cost on the run's hard budgets, before sending it.
+
+        The reservation is ``input_tokens_estimate`` x input price + ``max_output_tokens`` x
+        output price (a model without price, or no ``max_output_tokens``, reserves 0 for that
+        part). The run's holds on every hard budget grow to its spend so far plus every call in
+        flight; when that does not fit a budget, nothing is reserved and the call must not be
+        sent. Settle the returned :class:`CallReservation` with the real usage (or release
+        it). Estimate input tokens with :func:`estimate_tokens`.
+
+        The thinking budget's ``max_cost`` is applied the same way (spend + calls in flight +
+        this call); its other limits are checked by :meth:`check_budget` on what was used.
+
+        Raises:
+            BudgetExhausted: ``"budget_exhausted:budget"`` (with ``retry_after``) when a hard
+                budget has no room for the call; ``"budget_exhausted:cost"`` when the thinking
+                budget's ``max_cost`` has none; the reasons of :meth:`check_budget` (thinking
+                budget, ``"run_finished"``), which runs first.
+        """
+        if type(model) is not str or not model:
+            raise ValueError("reserve_call(): model must be a non-empty string")
+        if not valid_counts(input_tokens_estimate, max_output_tokens or 0, 0, 0, 0):
+            raise ValueError(
+                "reserve_call(): input_tokens_estimate and max_output_tokens must be "
+                "non-negative ints"
+            )
+        self.check_budget()
+        try:
+            price = self.prices.price(model, provider)
+        except UnknownModelError:  # record() reports it; the call itself reserves nothing
+            price = _ZERO_PRICE
+        estimate = cost_nanos_of(price, input_tokens_estimate, max_output_tokens or 0)
+        tb = self.thinking_budget
+        cap = None if tb is None else tb.max_cost_nanos
+        retry = None
+        with self._lock:
+            if self._closed:
+                raise BudgetExhausted(RUN_FINISHED)
+            over = cap is not None and self._nanos + self._pending + estimate > cap
+            if not over:
+                self._pending += estimate
+            if not over and self._resize is not None:
+                retry = self._resize(self._nanos + self._pending)
+                if retry is not None:
+                    self._pending -= estimate
+        if over:
+            self._stop("budget_exhausted:cost")
+            raise BudgetExhausted("budget_exhausted:cost")
+        if retry is not None:
+            self._stop("budget_exhausted:budget")
+            raise BudgetExhausted("budget_exhausted:budget", retry_after=retry)
+        return CallReservation(self, model, estimate, input_tokens_estimate, max_output_tokens)
+
+    async def areserve_call(
+        self,
+        *,
+        model: str,
+        input_tokens_estimate: int = 0,
+        max_output_tokens: int | None = None,
+        provider: str | None = None,
+    ) -> CallReservation:
+        """:meth:`reserve_call` without blocking the event loop: run in a worker thread when
+        the budget store does I/O (Redis), directly otherwise."""
+        if self._resize is not None and self._resize_blocking:
+            return await asyncio.to_thread(
+                self.reserve_call,
+                model=model,
+                input_tokens_estimate=input_tokens_estimate,
+                max_output_tokens=max_output_tokens,
+                provider=provider,
+            )
+        return self.reserve_call(
+            model=model,
+            input_tokens_estimate=input_tokens_estimate,
+            max_output_tokens=max_output_tokens,
+            provider=provider,
+        )
+
+    def _unreserve(self, nanos: int) -> None:
+        with self._lock:
+            self._pending -= nanos
 
     def _stop(self, reason: str) -> None:
         with self._lock:
