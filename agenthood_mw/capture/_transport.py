@@ -1,0 +1,50 @@
+"""The shell-neutral steps of a metered transport (both HTTP stacks call these)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from agenthood_mw.capture._call import Call, open_call
+
+__all__ = ["aiterate", "begin", "iterate", "watch"]
+
+
+def begin(request: Any) -> Call | None:
+    """Open the call for an httpx/httpx2 ``Request`` (raises ``BudgetExhausted`` before any
+    byte is sent). A watched request asks for gzip/deflate only, which the capture can read."""
+    try:
+        content: bytes | None = request.content
+    except Exception:
+        content = None
+    call = open_call(request.method, request.url.path, content)
+    if call is not None and "accept-encoding" in request.headers:
+        request.headers["accept-encoding"] = "gzip, deflate"
+    return call
+
+
+def watch(call: Call, response: Any) -> bool:
+    headers = response.headers
+    return call.watch(
+        response.status_code,
+        headers.get("content-type", ""),
+        headers.get("content-encoding", ""),
+    )
+
+
+def iterate(stream: Any, call: Call) -> Iterator[bytes]:
+    try:
+        for chunk in stream:
+            call.feed(chunk)
+            yield chunk
+    finally:
+        call.finish()
+
+
+async def aiterate(stream: Any, call: Call) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            call.feed(chunk)
+            yield chunk
+    finally:
+        call.finish()
