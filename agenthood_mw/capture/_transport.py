@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from agenthood_mw.capture._call import Call, open_call
+from agenthood_mw.capture._refusal import sdk_refusal
+from agenthood_mw.metering import BudgetExhausted
 
 __all__ = ["aiterate", "begin", "iterate", "watch"]
 
@@ -17,7 +19,10 @@ def begin(request: Any) -> Call | None:
         content: bytes | None = request.content
     except Exception:
         content = None
-    call = open_call(request.method, request.url.path, content)
+    try:
+        call = open_call(request.method, request.url.path, content)
+    except BudgetExhausted as exc:
+        raise sdk_refusal(exc) from None
     if call is not None and "accept-encoding" in request.headers:
         request.headers["accept-encoding"] = "gzip, deflate"
     return call

@@ -54,8 +54,10 @@ def _sse(events: list[Any], mode: str) -> AsyncIterator[bytes]:
                 raise RuntimeError("fake provider: stream cut")
             if mode == "stall":
                 await asyncio.sleep(0.2)
-            data = event if isinstance(event, str) else json.dumps(event)
-            yield f"data: {data}\n\n".encode()
+            if isinstance(event, str):
+                yield f"data: {event}\n\n".encode()
+            else:
+                yield f"event: {event.get('type', 'chunk')}\ndata: {json.dumps(event)}\n\n".encode()
 
     return gen()
 
