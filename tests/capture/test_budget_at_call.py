@@ -24,14 +24,21 @@ def test_looping_agent_is_stopped_before_the_call_that_would_exceed(fresh: Provi
         max_retries=5,
     )
     calls = 0
+
+    def agent_loop() -> None:
+        nonlocal calls
+        while True:
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "go"}], max_tokens=10
+            )
+            calls += 1
+
     # Each call uses 110 prompt + 10 output tokens: the budget allows 3 calls (360 > 300).
-    with bound_meter(thinking_budget=ThinkingBudget(max_tokens=300)) as meter:
-        with pytest.raises(BudgetExhausted) as err:
-            while True:
-                client.chat.completions.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": "go"}], max_tokens=10
-                )
-                calls += 1
+    with (
+        bound_meter(thinking_budget=ThinkingBudget(max_tokens=300)) as meter,
+        pytest.raises(BudgetExhausted) as err,
+    ):
+        agent_loop()
     assert err.value.reason == "budget_exhausted:tokens"
     assert calls == 3
     assert len(fresh.hits()) == 3  # the 4th call never reached the provider, nor a retry
