@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -31,9 +32,9 @@ _installed: dict[str, list[tuple[type[Any], Callable[..., None]]]] = {}
 def _metered(transport: Any, asynchronous: bool) -> Any:
     if transport is None or type(transport).__name__.startswith("Metered"):
         return transport
-    stack = type(transport).__module__.split(".", 1)[0]
-    if stack not in ("httpx", "httpx2"):
-        stack = "httpx2" if "httpx2" in type(transport).__mro__[-2].__module__ else "httpx"
+    httpx2 = sys.modules.get("httpx2")
+    bases = (httpx2.BaseTransport, httpx2.AsyncBaseTransport) if httpx2 is not None else ()
+    stack = "httpx2" if bases and isinstance(transport, bases) else "httpx"
     module = importlib.import_module(f"agenthood_mw.capture.{stack}")
     cls = module.MeteredAsyncTransport if asynchronous else module.MeteredTransport
     return cls(transport)
