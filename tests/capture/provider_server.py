@@ -5,7 +5,7 @@ Usage is derived from the request: ``max_tokens`` (or ``max_output_tokens``, def
 tokens, one SSE content chunk each. Behaviour per request, by header ``x-fake``:
 ``429`` / ``500`` (always fail), ``fail-first`` (fail with 500 the first time a given
 ``x-fake-key`` is seen), ``nousage``, ``cut`` (close the connection mid-stream), ``stall``
-(0.2 s between chunks). Every request (retries included) is counted in :attr:`Provider.log`.
+(0.2 s between chunks). Header ``x-fake-gzip`` gzips the JSON answers. Every request (retries included) is counted in :attr:`Provider.log`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from typing import Any
 import uvicorn
 from served import free_port
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 @dataclass
@@ -236,7 +238,7 @@ HANDLERS = {
 }
 
 
-def build_app(provider: Provider) -> Starlette:
+def build_app(provider: Provider) -> ASGIApp:
     async def endpoint(request: Request) -> Response:
         body = await request.json()
         mode = request.headers.get("x-fake", "")
@@ -265,7 +267,15 @@ def build_app(provider: Provider) -> Starlette:
         return Response("ok")
 
     routes = [Route(p, endpoint, methods=["POST"]) for p in HANDLERS]
-    return Starlette(routes=[*routes, Route("/health", health)])
+    plain = Starlette(routes=[*routes, Route("/health", health)])
+    gzipped = GZipMiddleware(plain, minimum_size=1)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # ``x-fake-gzip``: compress the JSON answers (as api.openai.com does).
+        wanted = scope["type"] == "http" and b"x-fake-gzip" in dict(scope["headers"])
+        await (gzipped if wanted else plain)(scope, receive, send)
+
+    return app
 
 
 @contextmanager

@@ -204,3 +204,49 @@ def test_missing_usage_is_estimated(fresh: Provider) -> None:
             pass
     assert meter.totals.output_tokens == 6
     assert meter.totals.model_calls == 1
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gzipped_json_body_is_read(fresh: Provider, stack: str) -> None:
+    client = _sync_client(fresh, stack)
+    with bound_meter() as meter:
+        reply = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=MSG, max_tokens=11, extra_headers={"x-fake-gzip": "1"}
+        )
+    assert reply.headers["content-encoding"] == "gzip"
+    assert reply.parse().usage.completion_tokens == 11
+    assert meter.totals.output_tokens == 11
+    assert meter.totals.cost_nanos == expected_nanos(MODEL, fresh.hits())
+
+
+def test_stalled_stream_that_times_out_is_charged_its_estimate(fresh: Provider) -> None:
+    client = _sync_client(fresh, "httpx2", max_retries=0, timeout=0.1)
+    with bound_meter() as meter:
+        stream = client.chat.completions.create(
+            model=MODEL, messages=MSG, max_tokens=3, stream=True, extra_headers={"x-fake": "stall"}
+        )
+        with pytest.raises(openai.APITimeoutError):
+            for _ in stream:
+                pass
+    # Nothing was produced before the read timed out: an estimate of 0 output tokens.
+    assert meter.totals.output_tokens == 0
+    assert meter.totals.model_calls == 1
+
+
+async def test_a_stream_read_after_its_run_finished_charges_no_one(fresh: Provider) -> None:
+    client = _async_client(fresh, "httpx2")
+    with bound_meter(user="early") as meter:
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=MSG,
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        record = meter.finish()
+    with bound_meter(user="other") as other:
+        async for _ in stream:
+            pass
+    assert record.totals.model_calls == 0
+    assert meter.totals.model_calls == 0
+    assert other.totals.model_calls == 0
