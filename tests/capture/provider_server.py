@@ -5,7 +5,8 @@ Usage is derived from the request: ``max_tokens`` (or ``max_output_tokens``, def
 tokens, one SSE content chunk each. Behaviour per request, by header ``x-fake``:
 ``429`` / ``500`` (always fail), ``fail-first`` (fail with 500 the first time a given
 ``x-fake-key`` is seen), ``nousage``, ``cut`` (close the connection mid-stream), ``stall``
-(0.2 s between chunks). Header ``x-fake-gzip`` gzips the JSON answers. Every request (retries included) is counted in :attr:`Provider.log`.
+(0.2 s between chunks). Header ``x-fake-gzip`` gzips the JSON answers. Every request (retries
+included) is counted in :attr:`Provider.log`.
 """
 
 from __future__ import annotations
