@@ -71,29 +71,17 @@ def open_call(method: str, path: str, content: bytes | None) -> Call | None:
     if reader is None:
         return None
     meter.check_budget()
-    model = None
-    if content:
-        try:
-            body = json.loads(content)
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("model"), str):
-            model = body["model"]
-    size = len(content) if content else 0
-    return Call(meter, reader, path, model, -(-size // _CHARS_PER_TOKEN))
+    return Call(meter, reader, path, content or b"")
 
 
 class Call:
     """The response side of one HTTP attempt (see the module docstring)."""
 
-    def __init__(
-        self, meter: Meter, reader: Reader, path: str, model: str | None, est_input: int
-    ) -> None:
+    def __init__(self, meter: Meter, reader: Reader, path: str, content: bytes) -> None:
         self.meter = meter
         self.reader = reader
         self.path = path
-        self.model = model
-        self.est_input = est_input
+        self._content = content  # the request body, parsed only if its model is needed
         self.status = 0
         self._sse = False
         self._rest = b""
@@ -101,6 +89,21 @@ class Call:
         self._size = 0
         self._inflate: Any = None
         self._done = False
+
+    @property
+    def model(self) -> str | None:
+        """The model the request asked for (``None`` if the body names none)."""
+        try:
+            body = json.loads(self._content) if self._content else None
+        except ValueError:
+            return None
+        model = body.get("model") if isinstance(body, dict) else None
+        return model if isinstance(model, str) and model else None
+
+    @property
+    def est_input(self) -> int:
+        """The input estimate: the request body's size in bytes / 4, rounded up."""
+        return -(-len(self._content) // _CHARS_PER_TOKEN)
 
     def failed(self, error: BaseException) -> None:
         """The attempt raised before a response (connection error, timeout): traced, free."""
@@ -190,11 +193,12 @@ class Call:
 
     def _model(self, found: str | None) -> str | None:
         """The answered model when priced (a dated snapshot), else the requested one."""
-        if found and self.model and found != self.model:
+        if found:
             prices = self.meter.prices
-            if found not in prices and f"{self.reader.provider}/{found}" not in prices:
-                return self.model
-        return found or self.model
+            if found in prices or f"{self.reader.provider}/{found}" in prices:
+                return found
+            return self.model or found
+        return self.model
 
     def _charge(self, found: ResponseUsage, *, estimated: bool) -> None:
         model = self._model(found.model)
@@ -203,13 +207,14 @@ class Call:
             logger.error("capture: %s answered with no model name; usage not charged", self.path)
             self._trace(charged=False, estimated=estimated)
             return
-        self._trace(
-            charged=True,
-            estimated=estimated,
-            model=model,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-        )
+        if estimated:  # an exact charge is traced by its usage event alone
+            self._trace(
+                charged=True,
+                estimated=True,
+                model=model,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+            )
         try:
             self.meter.record(
                 model=model,

@@ -23,8 +23,10 @@ def begin(request: Any) -> Call | None:
         call = open_call(request.method, request.url.path, content)
     except BudgetExhausted as exc:
         raise sdk_refusal(exc) from None
-    if call is not None and "accept-encoding" in request.headers:
-        request.headers["accept-encoding"] = "gzip, deflate"
+    if call is not None:
+        accepted = request.headers.get("accept-encoding")
+        if accepted and ("br" in accepted or "zstd" in accepted):
+            request.headers["accept-encoding"] = "gzip, deflate"
     return call
 
 

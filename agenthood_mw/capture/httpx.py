@@ -70,13 +70,8 @@ class MeteredTransport(httpx.BaseTransport):
         if not watch(call, response):
             return response
         assert isinstance(response.stream, httpx.SyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_Stream(response.stream, call),
-            extensions=response.extensions,
-            request=request,
-        )
+        response.stream = _Stream(response.stream, call)  # the same response, its body watched
+        return response
 
     def close(self) -> None:
         self.transport.close()
@@ -100,13 +95,8 @@ class MeteredAsyncTransport(httpx.AsyncBaseTransport):
         if not watch(call, response):
             return response
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_AsyncStream(response.stream, call),
-            extensions=response.extensions,
-            request=request,
-        )
+        response.stream = _AsyncStream(response.stream, call)  # the same response, its body watched
+        return response
 
     async def aclose(self) -> None:
         await self.transport.aclose()
