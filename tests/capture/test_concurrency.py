@@ -1,5 +1,6 @@
 """Attribution under real concurrency: 160 concurrent requests of 40 users through one ASGI app
-(CostMeterMiddleware) that calls the openai and anthropic SDKs through shared metered clients;
+(CostMeterMiddleware) that calls the openai and anthropic SDKs through shared metered clients,
+from the request's task, ``anyio.to_thread`` and ``asyncio.to_thread`` (an event loop per thread);
 the ledger equals, per user and to the nano-dollar, what the fake provider reported."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import httpx2
 import pytest
@@ -21,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthood_mw import CostMeterMiddleware, Identity, MemoryScope, current_meter
-from agenthood_mw.capture.httpx2 import MeteredAsyncTransport
+from agenthood_mw.capture.httpx2 import MeteredAsyncTransport, MeteredTransport
 from agenthood_mw.metering import Metering
 
 openai = pytest.importorskip("openai")
@@ -43,6 +45,11 @@ def _app(provider: Provider) -> tuple[ASGIApp, Metering]:
         api_key="k",
         base_url=provider.url + "/v1",
         http_client=httpx2.AsyncClient(transport=MeteredAsyncTransport()),
+    )
+    sync_oai = openai.OpenAI(
+        api_key="k",
+        base_url=provider.url + "/v1",
+        http_client=httpx2.Client(transport=MeteredTransport()),
     )
     ant = anthropic.AsyncAnthropic(
         api_key="k",
@@ -73,6 +80,17 @@ def _app(provider: Provider) -> tuple[ASGIApp, Metering]:
             )
             async for _ in stream:
                 await asyncio.sleep(0)
+        elif body["kind"] == "anyio":
+            # The sync SDK from anyio's worker thread (it copies the request's context).
+            def sync_call() -> None:
+                sync_oai.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": "hi"}],
+                    max_tokens=n,
+                    extra_headers=headers,
+                )
+
+            await anyio.to_thread.run_sync(sync_call)
         else:
             # From a worker thread: the meter follows the request's context.
             def in_thread() -> Any:
@@ -108,7 +126,7 @@ async def test_160_concurrent_requests_of_40_users_each_charged_their_own(
     app, metering = _app(fresh)
     rng = random.Random(12)
     jobs = [
-        (f"user{i % 40}", rng.choice(["chat", "stream", "anthropic"]), rng.randint(1, 30))
+        (f"user{i % 40}", rng.choice(["chat", "stream", "anyio", "anthropic"]), rng.randint(1, 30))
         for i in range(160)
     ]
     transport = httpx.ASGITransport(app=app)
