@@ -89,6 +89,7 @@ class Call:
         self._size = 0
         self._inflate: Any = None
         self._done = False
+        self._broken = False
 
     @property
     def model(self) -> str | None:
@@ -127,7 +128,19 @@ class Call:
         return True
 
     def feed(self, chunk: bytes) -> None:
-        """One chunk of the (raw) response body, as the client reads it."""
+        """One chunk of the (raw) response body, as the client reads it. A body the capture
+        cannot read (malformed usage, a corrupt gzip stream) is logged and no longer watched;
+        the client's reading never fails because of the capture."""
+        if self._broken:
+            return
+        try:
+            self._feed(chunk)
+        except (ValueError, TypeError, AttributeError, zlib.error) as exc:
+            self._broken = True
+            self._body = None
+            logger.warning("capture: unreadable response on %s: %s", self.path, exc)
+
+    def _feed(self, chunk: bytes) -> None:
         if self._inflate is not None:
             chunk = self._inflate.decompress(chunk)
         if self._body is not None:
@@ -150,10 +163,14 @@ class Call:
             return
         self._done = True
         try:
-            self._read_rest()
-        except (ValueError, TypeError) as exc:  # a malformed body: estimated below
+            if not self._broken:
+                self._read_rest()
+        except (ValueError, TypeError, AttributeError) as exc:  # malformed: estimated below
             logger.warning("capture: unreadable usage on %s: %s", self.path, exc)
-        usage = self.reader.usage
+        try:
+            usage = self.reader.usage
+        except (ValueError, TypeError, AttributeError):
+            usage = None
         if usage is not None:
             self._charge(usage, estimated=False)
         else:

@@ -26,8 +26,8 @@ def _usage_follows(data: bytes) -> bool:
 
 class ChatReader:
     """Chat completions: body ``usage``; in a stream, the final chunk sent when the request set
-    ``stream_options.include_usage``. ``events`` counts the stream's chunks (the estimate of
-    the output tokens when no usage arrives: one chunk per token)."""
+    ``stream_options.include_usage``. ``events`` counts the stream's chunks without usage (the
+    estimate of the output tokens when no usage arrives: one chunk per token)."""
 
     provider = "openai"
 
@@ -41,11 +41,12 @@ class ChatReader:
     def feed_event(self, data: bytes) -> None:
         if data.startswith(b"[DONE]"):
             return
-        self.events += 1
         if _usage_follows(data):
             found = openai_usage(json.loads(data))
             if found is not None:
                 self.usage = found
+        else:
+            self.events += 1
 
 
 class ResponsesReader(ChatReader):

@@ -4,7 +4,8 @@ messages, JSON and SSE, on 127.0.0.1 (uvicorn in a thread).
 Usage is derived from the request: ``max_tokens`` (or ``max_output_tokens``, default 5) output
 tokens, one SSE content chunk each. Behaviour per request, by header ``x-fake``:
 ``429`` / ``500`` (always fail), ``fail-first`` (fail with 500 the first time a given
-``x-fake-key`` is seen), ``nousage``, ``cut`` (close the connection mid-stream), ``stall``
+``x-fake-key`` is seen), ``nousage``, ``badusage`` (chat streams: a count written as a
+string), ``cut`` (close the connection mid-stream), ``stall``
 (0.2 s between chunks). Header ``x-fake-gzip`` gzips the JSON answers. Every request (retries
 included) is counted in :attr:`Provider.log`.
 """
@@ -113,7 +114,9 @@ def _chat(body: dict[str, Any], mode: str) -> tuple[Response, dict[str, int] | N
         }
         for _ in range(out)
     ]
-    reported = include and mode not in ("nousage", "cut")
+    reported = include and mode not in ("nousage", "cut", "badusage")
+    if mode == "badusage":  # a compatible server writing counts as strings
+        wire = {**wire, "prompt_tokens": str(wire["prompt_tokens"])}
     if include and mode != "nousage":
         events.append({**base, "choices": [], "usage": wire})
     events.append("[DONE]")

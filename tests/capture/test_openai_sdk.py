@@ -249,3 +249,23 @@ async def test_a_stream_read_after_its_run_finished_charges_no_one(fresh: Provid
     assert record.totals.model_calls == 0
     assert meter.totals.model_calls == 0
     assert other.totals.model_calls == 0
+
+
+def test_unreadable_usage_never_breaks_the_client(
+    fresh: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _sync_client(fresh, "httpx2")
+    with bound_meter() as meter:
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=MSG,
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-fake": "badusage"},
+        )
+        chunks = list(stream)
+    assert len(chunks) == 5  # the client read everything, the bad usage chunk included
+    assert meter.totals.model_calls == 1  # charged the estimate
+    assert meter.totals.output_tokens == 4
+    assert "unreadable" in caplog.text
