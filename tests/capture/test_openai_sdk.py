@@ -269,3 +269,21 @@ def test_unreadable_usage_never_breaks_the_client(
     assert meter.totals.model_calls == 1  # charged the estimate
     assert meter.totals.output_tokens == 4
     assert "unreadable" in caplog.text
+
+
+def test_cut_responses_stream_counts_its_text_deltas(fresh: Provider) -> None:
+    client = _sync_client(fresh, "httpx2", max_retries=0)
+    with bound_meter() as meter:
+        stream = client.responses.create(
+            model=MODEL,
+            input="hi",
+            max_output_tokens=8,
+            stream=True,
+            extra_headers={"x-fake": "cut"},
+        )
+        with pytest.raises(openai.APIError):
+            for _ in stream:
+                pass
+    # 10 events (created, 8 deltas, completed); cut after 5: created and 4 deltas.
+    assert meter.totals.output_tokens == 4
+    assert meter.totals.model_calls == 1
