@@ -93,11 +93,12 @@ def test_contract_submodules_import() -> None:
 
 
 def test_import_needs_no_extras() -> None:
-    """``import agenthood_mw`` must not import redis, psycopg, httpx, uvicorn or pytest."""
+    """``import agenthood_mw`` must not import redis, psycopg, httpx, uvicorn or pytest (nor,
+    with ``agenthood_mw.capture``, an LLM SDK or an HTTP stack)."""
     code = (
-        "import sys, agenthood_mw, agenthood_mw.wsgi\n"
-        "bad = [m for m in ('redis', 'psycopg', 'httpx', 'uvicorn', 'pytest', 'hypothesis')"
-        " if m in sys.modules]\n"
+        "import sys, agenthood_mw, agenthood_mw.wsgi, agenthood_mw.capture\n"
+        "bad = [m for m in ('redis', 'psycopg', 'httpx', 'uvicorn', 'pytest', 'hypothesis',"
+        " 'openai', 'anthropic', 'httpx2') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run(

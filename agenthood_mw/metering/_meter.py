@@ -585,6 +585,12 @@ class Meter:
                 }
             )
 
+    def annotate(self, kind: str, **attrs: Any) -> None:
+        """Add a trace event of type ``kind`` that counts as no step or tool call (e.g. one HTTP
+        attempt of a captured model call); ``attrs`` are kept, JSON-safe, in the trace."""
+        with self._lock:
+            self._event({"type": str(kind), "attrs": json_safe(attrs)})
+
     def record_error(self, error: BaseException | str) -> None:
         """Record an error of the run (its type and message) in the trace."""
         text = _error_text(error)
