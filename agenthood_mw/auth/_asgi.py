@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthood_mw._asgi import route_path, send_error
+from agenthood_mw._asgi import agenthood_state, route_path, send_error
 from agenthood_mw._context import reset_identity, set_identity
 from agenthood_mw._core.authcore import TokenCache
 from agenthood_mw._core.authflow import AuthRequest, Flow, Outcome, authenticate
@@ -72,9 +70,7 @@ class AuthMiddleware(AuthShell):
         identity = verified.identity
         scope["user"] = identity
         scope["auth"] = verified.credentials
-        state: dict[str, Any] = scope.setdefault("state", {})
-        shared: dict[str, Any] = state.setdefault("agenthood", {})
-        shared["identity"] = identity
+        agenthood_state(scope)["identity"] = identity
         token = set_identity(identity)
         try:
             await self.app(scope, receive, send)

@@ -161,7 +161,7 @@ class Metering:
         Unauthenticated requests get :data:`ANONYMOUS_SCOPE`; ``None`` means the identity
         claims the reserved anonymous tenant and must be refused (:data:`RESERVED_TENANT_ERROR`).
         """
-        if not isinstance(identity, Identity) or not identity.is_authenticated:
+        if not isinstance(identity, Identity) or not identity.authenticated:
             return ANONYMOUS_SCOPE
         key = (identity.tenant, identity.user_id)
         scope = self._scopes.get(key)
