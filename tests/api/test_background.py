@@ -804,3 +804,45 @@ def test_the_event_cap_is_checked_at_construction() -> None:
     for bad in (0, -1, 1.5, "10"):
         with pytest.raises((ValueError, TypeError), match="max_run_events"):
             make_api(demo_agents(), max_run_events=bad)
+
+
+async def test_detail_run_ends_with_the_error_or_the_cancelled_result(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    class Broken:
+        name = "broken"
+        description = "raises"
+
+        async def run(self, task: str, ctx: RunContext) -> str:
+            ctx.step("about to fail")
+            raise RuntimeError("boom")
+
+    broken = make_api([Broken()])
+    app, _ = api
+    try:
+        async with client(broken) as cb, client(app) as c:
+            failed_id = (
+                await cb.post("/agents/broken/runs", json={"task": "x"}, headers=token("u"))
+            ).json()["runId"]
+            await wait_status(cb, failed_id, "u", "failed")
+            failed = parse_run_sse((await run_events(cb, failed_id, user="u")).text)
+            names = [n for _, n, _ in failed]
+            assert names == ["status", "status", "start", "step", "error", "status"]
+            assert failed[-2][2] == {
+                "error": {"type": "agent_error", "message": "the agent failed; see the run trace"}
+            }
+            assert failed[-1][2]["status"] == "failed" and "boom" not in str(failed)
+            # a cancelled run: its result (empty output, what it used), then "stopped"
+            run_id = (
+                await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("alice"))
+            ).json()["runId"]
+            await wait_status(c, run_id, "alice", "running")
+            stopped = (await c.post(f"/runs/{run_id}/cancel", headers=token("alice"))).json()
+            events = parse_run_sse((await run_events(c, run_id)).text)
+            assert [n for _, n, _ in events][-2:] == ["result", "status"]
+            assert events[-2][2] == stopped["result"] and events[-2][2]["output"] == ""
+            assert events[-2][2]["stopReason"] == "cancelled"
+            assert events[-1][2]["status"] == "stopped"
+            assert [i for i, _, _ in events] == list(range(1, len(events) + 1))
+    finally:
+        await broken.aclose()
