@@ -147,6 +147,8 @@ class AgenthoodAPI(Starlette):
         run_lease: seconds after which the background runs of a worker process that stopped
             announcing itself (killed, crashed) are marked ``interrupted`` by another or the
             next worker (a live worker renews its lease every ``run_lease / 3`` seconds).
+        max_run_events: events a background run keeps for ``GET /runs/{id}/events?detail=run``
+            (the oldest go first; a reader that missed them gets a ``dropped`` event).
         health_cache: seconds a ``GET /health`` result is reused (0 to 300; 0: every probe
             checks, concurrent probes still share one check). ``GET /health`` is
             unauthenticated: the cache bounds the store reads any number of probes cause.
@@ -173,6 +175,7 @@ class AgenthoodAPI(Starlette):
         meter_options: Mapping[str, Any] | None = None,
         max_runs_per_user: int = 4,
         run_lease: float = 30.0,
+        max_run_events: int = 1000,
         health_cache: float = 1.0,
         heartbeat: float = 15.0,
         middleware: Sequence[Middleware] | None = None,
@@ -206,6 +209,7 @@ class AgenthoodAPI(Starlette):
         check_positive(stop_grace, "stop_grace", integer=False)
         check_positive(max_runs_per_user, "max_runs_per_user", integer=True)
         check_positive(run_lease, "run_lease", integer=False)
+        check_positive(max_run_events, "max_run_events", integer=True)
         check_positive(heartbeat, "heartbeat", integer=False)
         if meter_options is not None and not isinstance(meter_options, Mapping):
             raise TypeError("meter_options: expected a mapping of CostMeterMiddleware keywords")
@@ -257,6 +261,7 @@ class AgenthoodAPI(Starlette):
             max_per_user=max_runs_per_user,
             lease=float(run_lease),
             stop_grace=self.stop_grace,
+            max_events=max_run_events,
         )
         self._openapi = openapi_document(title=title, agent_names=list(self.agents))
         add_background_runs(self._openapi, agent_names=list(self.agents))
@@ -560,7 +565,12 @@ class AgenthoodAPI(Starlette):
         )
 
     async def _execute_background(
-        self, agent: Agent, caller: Identity, run_request: RunRequest, meter: Meter
+        self,
+        agent: Agent,
+        caller: Identity,
+        run_request: RunRequest,
+        meter: Meter,
+        events: EventSink,
     ) -> dict[str, Any]:
         """A background run on its open meter: as :meth:`_execute`, without the HTTP part."""
         meter.set_agent(agent.name)
@@ -576,20 +586,28 @@ class AgenthoodAPI(Starlette):
             provider=self.provider,
             run_timeout=self.run_timeout,
             stop_grace=self.stop_grace,
+            events=events,
         )
 
     async def _run_events(self, request: Request) -> Response:
-        """``GET /runs/{id}/events``: a background run as Server-Sent Events."""
+        """``GET /runs/{id}/events``: a background run as Server-Sent Events (its status
+        changes; with ``?detail=run`` also its run events, while this process keeps them)."""
         caller = self._caller(request)
         if isinstance(caller, HTTPError):
             return error_response(caller)
+        detail = request.query_params.get("detail", "status")
+        if detail not in ("status", "run"):
+            return error_response(
+                HTTPError(400, "invalid_request", "'detail' must be 'status' or 'run'")
+            )
         run_id = request.path_params["run_id"]
         scope = MemoryScope.for_identity(caller)
         if await self.background.record(scope, run_id) is None:
             return error_response(HTTPError(404, "unknown_run", "no run of yours with this id"))
         after = last_event_id(request.headers.get("last-event-id"))
+        log = self.background.log(scope, run_id) if detail == "run" else None
         return StreamingResponse(
-            self.background.events(scope, run_id, after),
+            log.follow(after) if log is not None else self.background.events(scope, run_id, after),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )

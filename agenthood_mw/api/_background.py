@@ -10,6 +10,10 @@ seconds; any worker that finds a run in flight whose worker entry expired marks 
 ``interrupted`` (at start, then on each refresh). Nothing is ever read without a scope.
 
 What survives a restart: the records (with a durable memory backend); never the run itself.
+
+A run's events (``GET /runs/{id}/events?detail=run``) are kept only in the worker executing it,
+in a :class:`RunLog` of at most ``max_events`` events, and for the ``KEPT_ENDED`` runs that
+ended last; never in a store.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -29,7 +34,9 @@ from agenthood_mw._errors import HTTPError
 from agenthood_mw._identity import Identity
 from agenthood_mw.api._agent import Agent
 from agenthood_mw.api._request import RunRequest
+from agenthood_mw.api._runlog import RunLog
 from agenthood_mw.api._runner import RunFailed, render_response
+from agenthood_mw.api._sse import EventSink, encode_event
 from agenthood_mw.memory import MemoryBackend
 from agenthood_mw.metering import Meter, Metering, reset_meter, set_meter
 
@@ -45,7 +52,8 @@ __all__ = [
 logger = logging.getLogger("agenthood_mw.api")
 
 #: Runs the agent for a validated request on an open meter; returns the seed's response dict.
-Execute = Callable[[Agent, Identity, RunRequest, Meter], Awaitable[dict[str, Any]]]
+#: Its events (steps, deltas, tool calls ...) go to the :class:`EventSink`.
+Execute = Callable[[Agent, Identity, RunRequest, Meter, EventSink], Awaitable[dict[str, Any]]]
 
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
@@ -66,6 +74,8 @@ RECORD_TTL: Final = 30 * 86400.0
 _RUN_ID: Final = re.compile(r"[0-9a-f]{32}")
 _HEARTBEAT: Final = 15.0
 _POLL: Final = 0.5
+#: How many ended runs keep their events in memory (the oldest ended run's go first).
+KEPT_ENDED: Final = 256
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -87,11 +97,6 @@ def render_record(record: dict[str, Any]) -> bytes:
     return f'{head[:-1]}{comma}"result":{result}}}'.encode()
 
 
-def _sse(event_id: int, event: str, data: bytes) -> bytes:
-    """One Server-Sent Event (the data is compact JSON: never a line break)."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.encode(), data)
-
-
 def last_event_id(value: str | None) -> int:
     """The ``Last-Event-ID`` a client resumes after (0 -- from the start -- when absent or not
     an event id of ours)."""
@@ -103,11 +108,12 @@ def last_event_id(value: str | None) -> int:
 class _Live:
     """A run this process is executing: its record, the task, waiters for the next event."""
 
-    __slots__ = ("cancel_reason", "changed", "finishing", "record", "scope", "task")
+    __slots__ = ("cancel_reason", "changed", "finishing", "log", "record", "scope", "task")
 
-    def __init__(self, scope: MemoryScope, record: dict[str, Any]) -> None:
+    def __init__(self, scope: MemoryScope, record: dict[str, Any], log: RunLog) -> None:
         self.scope = scope
         self.record = record
+        self.log = log
         self.task: asyncio.Task[None] | None = None
         self.cancel_reason: str | None = None
         #: Set once the run is over and being settled: no cancel may cut that short.
@@ -141,6 +147,7 @@ class BackgroundRuns:
         max_per_user: runs one caller may have queued or running in this process.
         lease: seconds after which a silent worker's runs count as ``interrupted``.
         stop_grace: seconds a cancelled run is waited for (its usage is still metered).
+        max_events: events kept per run for ``?detail=run`` streams (the oldest go first).
     """
 
     def __init__(
@@ -152,6 +159,7 @@ class BackgroundRuns:
         max_per_user: int,
         lease: float,
         stop_grace: float,
+        max_events: int = 1000,
     ) -> None:
         self.backend = backend
         self.metering = metering
@@ -159,9 +167,12 @@ class BackgroundRuns:
         self.max_per_user = max_per_user
         self.lease = lease
         self.stop_grace = stop_grace
+        self.max_events = max_events
         self.worker_id = os.urandom(8).hex()
         self._live: dict[str, _Live] = {}
         self._in_flight: dict[MemoryScope, int] = {}
+        self._logs: dict[str, RunLog] = {}
+        self._ended: deque[str] = deque()
         self._keeper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -316,7 +327,10 @@ class BackgroundRuns:
             with contextlib.suppress(Exception):
                 await self.backend.delete(_REGISTRY, _TIER, "runs/" + meter.run_id)
             return HTTPError(503, "store_unavailable", "the run could not be recorded; try again")
-        live = _Live(scope, record)
+        log = RunLog(scope, self.max_events)
+        log.add("status", render_record(record))
+        self._logs[meter.run_id] = log
+        live = _Live(scope, record, log)
         self._live[meter.run_id] = live
         live.task = asyncio.create_task(self._drive(live, agent, caller, request, meter))
         return record
@@ -339,6 +353,7 @@ class BackgroundRuns:
     async def _advance(self, live: _Live, **changes: Any) -> None:
         live.record.update(changes)
         live.record["eventId"] += 1
+        live.log.add("status", render_record(live.record))
         try:
             await self._store(live.scope, live.record)
         except Exception:
@@ -355,6 +370,15 @@ class BackgroundRuns:
         outcome: tuple[str, int | None, str | None, dict[str, Any] | None] | None = None
         try:
             await self._advance(live, status=RUNNING, startedAt=_now())
+            live.log.add(
+                "start",
+                {
+                    "runId": run_id,
+                    "agent": agent.name,
+                    "userId": caller.user_id,
+                    "memoryScope": live.scope.label,
+                },
+            )
             outcome = await self._outcome(live, agent, caller, request, meter)
         finally:
             live.finishing = True
@@ -367,6 +391,10 @@ class BackgroundRuns:
             except Exception:
                 logger.exception("background run %s: settling its meter failed", run_id)
             await self._follow_stored(live)
+            if result is not None:
+                live.log.add("result", result.encode())
+            elif error is not None:
+                live.log.add("error", {"error": error})
             await self._advance(
                 live,
                 status=state,
@@ -376,6 +404,7 @@ class BackgroundRuns:
                 error=error,
             )
             self._live.pop(run_id, None)
+            self._retire(run_id, live.log)
             self._release(live.scope)
             try:
                 await self.backend.delete(_REGISTRY, _TIER, "runs/" + run_id)
@@ -392,12 +421,19 @@ class BackgroundRuns:
         if stored is not None and stored["eventId"] > live.record["eventId"]:
             live.record["eventId"] = stored["eventId"]
 
+    def _retire(self, run_id: str, log: RunLog) -> None:
+        """The run ended: its events stay readable while it is among the last ``KEPT_ENDED``."""
+        log.end()
+        self._ended.append(run_id)
+        while len(self._ended) > KEPT_ENDED:
+            self._logs.pop(self._ended.popleft(), None)
+
     async def _outcome(
         self, live: _Live, agent: Agent, caller: Identity, request: RunRequest, meter: Meter
     ) -> tuple[str, int | None, str | None, dict[str, Any] | None]:
         """``(status, HTTP status for the trace, seed JSON text, error)`` of the run."""
         try:
-            response = await self.execute(agent, caller, request, meter)
+            response = await self.execute(agent, caller, request, meter, live.log.sink())
         except RunFailed as exc:
             error = {"type": exc.error.type, "message": exc.error.message}
             return FAILED, exc.error.status, None, error
@@ -455,6 +491,11 @@ class BackgroundRuns:
             )
         return record
 
+    def log(self, scope: MemoryScope, run_id: str) -> RunLog | None:
+        """The caller's run's kept events (``None``: this process holds none for them)."""
+        log = self._logs.get(run_id)
+        return log if log is not None and log.scope == scope else None
+
     async def events(self, scope: MemoryScope, run_id: str, after: int) -> AsyncIterator[bytes]:
         """The run as Server-Sent Events after event ``after``: one ``status`` event per state
         (its data the run record), the stream ending with the final state; a comment line
@@ -470,7 +511,7 @@ class BackgroundRuns:
                 return
             if record["eventId"] > sent:
                 sent, quiet = record["eventId"], 0.0
-                yield _sse(sent, "status", render_record(record))
+                yield encode_event("status", render_record(record), str(sent))
             if record["status"] in FINAL_STATES:
                 return
             try:

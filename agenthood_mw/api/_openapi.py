@@ -304,13 +304,22 @@ def add_background_runs(document: dict[str, Any], *, agent_names: Sequence[str])
             "parameters": [
                 *run,
                 {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
+                {
+                    "name": "detail",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["status", "run"], "default": "status"},
+                    "description": "'run': also the run's own events (start, step, tool_call, "
+                    "output, delta, result / error), numbered on their own.",
+                },
             ],
             "responses": {
                 "200": {
-                    "description": "'status' events whose data is the RunStatus; the stream "
-                    "ends with the final state.",
+                    "description": "'status' events whose data is the RunStatus (with "
+                    "detail=run, the run's events between them); the stream ends with the "
+                    "final state.",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
+                "400": _error("'detail' is not 'status' or 'run'."),
                 "404": _error("No background run of yours with this id."),
             },
         }

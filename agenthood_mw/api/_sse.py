@@ -91,9 +91,14 @@ def wants_event_stream(accept: str | None) -> bool:
 class EventSink:
     """Where a run's events go while it streams: an unbounded in-process queue read by the
     response. :meth:`emit` never blocks (agents call it from sync code, also from the worker
-    thread of a plain ``def`` agent); events emitted after the stream ended are dropped."""
+    thread of a plain ``def`` agent); events emitted after the stream ended are dropped.
 
-    def __init__(self) -> None:
+    ``deliver``: instead of the queue, hand each event to ``deliver(event, data)``, on the event
+    loop's thread, in the order emitted (a background run keeps its events this way).
+    """
+
+    def __init__(self, deliver: Callable[[str, object], object] | None = None) -> None:
+        self._deliver = deliver
         send, receive = anyio.create_memory_object_stream[tuple[str, object]](math.inf)
         self._send: MemoryObjectSendStream[tuple[str, object]] = send
         self.receive: MemoryObjectReceiveStream[tuple[str, object]] = receive
@@ -110,6 +115,9 @@ class EventSink:
         self._put((event, data))
 
     def _put(self, item: tuple[str, object]) -> None:
+        if self._deliver is not None:
+            self._deliver(*item)
+            return
         try:
             self._send.send_nowait(item)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):

@@ -624,3 +624,225 @@ async def test_a_background_run_sees_the_requests_conversation_id() -> None:
     finally:
         await app.aclose()
     assert outputs == ["conversation=plans", "conversation=None"]
+
+
+# -- ?detail=run: the run's own events ---------------------------------------------------------
+
+
+def parse_run_sse(text: str) -> list[tuple[int | None, str, Any]]:
+    """Every event of a stream, in order (``id`` None for an event without one)."""
+    events: list[tuple[int | None, str, Any]] = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
+        )
+        if fields:
+            event_id = int(fields["id"]) if "id" in fields else None
+            events.append((event_id, fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def run_events(
+    c: httpx.AsyncClient, run_id: str, user: str = "alice", after: int | None = None
+) -> httpx.Response:
+    headers = token(user) if after is None else {**token(user), "last-event-id": str(after)}
+    return await c.get(f"/runs/{run_id}/events?detail=run", headers=headers)
+
+
+async def test_detail_run_streams_the_runs_own_events_in_order(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    app, _ = api
+    async with client(app) as c:
+        # a run for the reviewer to review: it then streams its output and the model's text
+        await c.post("/agents/the-developer/run", json={"task": "y"}, headers=token("alice"))
+        run_id = (
+            await c.post("/agents/the-reviewer/runs", json={"task": "x"}, headers=token("alice"))
+        ).json()["runId"]
+        done = await wait_status(c, run_id, "alice", "completed")
+        r = await run_events(c, run_id)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = parse_run_sse(r.text)
+    ids = [i for i, _, _ in events]
+    assert ids == list(range(1, len(events) + 1))  # numbered 1, 2, 3 ... none missing
+    names = [name for _, name, _ in events]
+    assert names[:3] == ["status", "status", "start"]
+    assert [e["status"] for _, n, e in events if n == "status"] == [
+        "queued",
+        "running",
+        "completed",
+    ]
+    assert names[-2:] == ["result", "status"]
+    # the reviewer's steps, tool call, output and the model's streamed text
+    assert {"step", "tool_call", "output", "delta"} <= set(names)
+    assert [e["name"] for _, n, e in events if n == "step"] == ["read_history", "review"]
+    deltas = "".join(e["text"] for _, n, e in events if n == "delta")
+    result = events[-2][2]
+    assert result == done["result"] and deltas.strip() and deltas.strip() in result["output"]
+    start = events[2][2]
+    assert start == {
+        "runId": run_id,
+        "agent": "the-reviewer",
+        "userId": "alice",
+        "memoryScope": "alice",
+    }
+    # the status events carry the status record, as the plain stream
+    assert events[-1][2]["result"] == result and events[-1][2]["status"] == "completed"
+    # ended: a reconnecting client gets exactly the events after its id
+    for after in range(len(events) + 1):
+        resumed = parse_run_sse((await run_events(c2 := client(app), run_id, after=after)).text)
+        await c2.aclose()
+        assert resumed == events[after:]
+
+
+async def test_detail_run_resumes_in_the_middle_of_a_run_in_flight(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    app, gated = api
+    async with client(app) as c:
+        run_id = (
+            await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("alice"))
+        ).json()["runId"]
+        await wait_status(c, run_id, "alice", "running")
+        # the agent has made its step and model call and waits: a reader after event 1 takes
+        # what there is and leaves (httpx's ASGI transport only answers a finished response,
+        # so this reader is the stream's own generator)
+        log = app.background.log(MemoryScope.operator(user="alice"), run_id)
+        assert log is not None
+        first: list[tuple[int | None, str, Any]] = []
+        while not any(n == "delta" for _, n, _ in first):
+            stream = log.follow(1)
+            first = parse_run_sse((await anext(stream)).decode())
+            await stream.aclose()
+            await asyncio.sleep(0.01)
+        assert first[0][0] == 2 and [n for _, n, _ in first][:3] == ["status", "start", "step"]
+        assert first[-1][1] == "delta"  # the agent waits: nothing after its model call yet
+        last = first[-1][0]
+        assert isinstance(last, int)
+        follower = asyncio.create_task(run_events(c, run_id, after=last))
+        await asyncio.sleep(0.05)
+        gated.gate.set()
+        rest = parse_run_sse((await asyncio.wait_for(follower, 10)).text)
+        whole = parse_run_sse((await run_events(c, run_id)).text)
+    # the two halves are the whole stream after event 1: nothing twice, nothing lost
+    assert whole[0][2]["status"] == "queued"
+    assert first + rest == whole[1:]
+    assert [n for _, n, _ in rest][-2:] == ["result", "status"]
+    assert rest[-1][2]["status"] == "completed"
+
+
+async def test_detail_run_is_owner_only_and_checked(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    app, gated = api
+    async with client(app) as c:
+        run_id = (
+            await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("alice"))
+        ).json()["runId"]
+        await wait_status(c, run_id, "alice", "running")
+        for after in (None, 1):
+            bob = await run_events(c, run_id, user="bob", after=after)
+            assert bob.status_code == 404 and bob.json()["error"]["type"] == "unknown_run"
+            assert "delta" not in bob.text and run_id not in bob.text
+        bad = await c.get(f"/runs/{run_id}/events?detail=all", headers=token("alice"))
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request"
+        gated.gate.set()
+        await wait_status(c, run_id, "alice", "completed")
+        bob = await run_events(c, run_id, user="bob")
+        assert bob.status_code == 404
+        # without ?detail=run the stream is the status stream, unchanged
+        plain = parse_sse((await c.get(f"/runs/{run_id}/events", headers=token("alice"))).text)
+        assert [(i, e["status"]) for i, _, e in plain] == [(3, "completed")]
+
+
+async def test_a_run_whose_events_exceeded_the_cap() -> None:
+    app = make_api(demo_agents(), max_run_events=4)
+    big = make_api(demo_agents())
+    try:
+        async with client(app) as c, client(big) as cb:
+            for each in (c, cb):  # a run for the reviewer to review
+                await each.post(
+                    "/agents/the-developer/run", json={"task": "y"}, headers=token("alice")
+                )
+            # the same run without a cap: how many events it makes
+            full_id = (
+                await cb.post(
+                    "/agents/the-reviewer/runs", json={"task": "x"}, headers=token("alice")
+                )
+            ).json()["runId"]
+            await wait_status(cb, full_id, "alice", "completed")
+            full = parse_run_sse((await run_events(cb, full_id)).text)
+            total = len(full)
+            assert total > 6
+            run_id = (
+                await c.post(
+                    "/agents/the-reviewer/runs", json={"task": "x"}, headers=token("alice")
+                )
+            ).json()["runId"]
+            await wait_status(c, run_id, "alice", "completed")
+            kept_from = total - 3  # the last 4 events are kept
+            # from the start: one "dropped" event (no id) naming what is gone, then the kept
+            events = parse_run_sse((await run_events(c, run_id)).text)
+            assert events[0] == (None, "dropped", {"after": 0, "through": kept_from - 1})
+            assert [i for i, _, _ in events[1:]] == list(range(kept_from, total + 1))
+            assert [n for _, n, _ in events[1:]] == [n for _, n, _ in full[kept_from - 1 :]]
+            assert events[-2][1] == "result" and events[-1][2]["status"] == "completed"
+            # resuming behind the kept window: the same, from that id
+            behind = parse_run_sse((await run_events(c, run_id, after=2)).text)
+            assert behind[0] == (None, "dropped", {"after": 2, "through": kept_from - 1})
+            assert behind[1:] == events[1:]
+            # resuming right before the window or inside it: nothing dropped, nothing twice
+            for after in range(kept_from - 1, total + 1):
+                inside = parse_run_sse((await run_events(c, run_id, after=after)).text)
+                assert inside == events[1 + after - (kept_from - 1) :]
+    finally:
+        await app.aclose()
+        await big.aclose()
+
+
+def test_the_event_cap_is_checked_at_construction() -> None:
+    for bad in (0, -1, 1.5, "10"):
+        with pytest.raises((ValueError, TypeError), match="max_run_events"):
+            make_api(demo_agents(), max_run_events=bad)
+
+
+async def test_detail_run_ends_with_the_error_or_the_cancelled_result(
+    api: tuple[AgenthoodAPI, GatedAgent],
+) -> None:
+    class Broken:
+        name = "broken"
+        description = "raises"
+
+        async def run(self, task: str, ctx: RunContext) -> str:
+            ctx.step("about to fail")
+            raise RuntimeError("boom")
+
+    broken = make_api([Broken()])
+    app, _ = api
+    try:
+        async with client(broken) as cb, client(app) as c:
+            failed_id = (
+                await cb.post("/agents/broken/runs", json={"task": "x"}, headers=token("u"))
+            ).json()["runId"]
+            await wait_status(cb, failed_id, "u", "failed")
+            failed = parse_run_sse((await run_events(cb, failed_id, user="u")).text)
+            names = [n for _, n, _ in failed]
+            assert names == ["status", "status", "start", "step", "error", "status"]
+            assert failed[-2][2] == {
+                "error": {"type": "agent_error", "message": "the agent failed; see the run trace"}
+            }
+            assert failed[-1][2]["status"] == "failed" and "boom" not in str(failed)
+            # a cancelled run: its result (empty output, what it used), then "stopped"
+            run_id = (
+                await c.post("/agents/gated/runs", json={"task": "x"}, headers=token("alice"))
+            ).json()["runId"]
+            await wait_status(c, run_id, "alice", "running")
+            stopped = (await c.post(f"/runs/{run_id}/cancel", headers=token("alice"))).json()
+            events = parse_run_sse((await run_events(c, run_id)).text)
+            assert [n for _, n, _ in events][-2:] == ["result", "status"]
+            assert events[-2][2] == stopped["result"] and events[-2][2]["output"] == ""
+            assert events[-2][2]["stopReason"] == "cancelled"
+            assert events[-1][2]["status"] == "stopped"
+            assert [i for i, _, _ in events] == list(range(1, len(events) + 1))
+    finally:
+        await broken.aclose()
