@@ -98,7 +98,9 @@ def test_import_needs_no_extras() -> None:
     code = (
         "import sys, agenthood_mw, agenthood_mw.wsgi, agenthood_mw.capture\n"
         "bad = [m for m in ('redis', 'psycopg', 'httpx', 'uvicorn', 'pytest', 'hypothesis',"
-        " 'openai', 'anthropic', 'httpx2') if m in sys.modules]\n"
+        " 'openai', 'anthropic', 'httpx2', 'langchain_core', 'langchain_openai',"
+        " 'agents')"
+        " if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run(
