@@ -299,6 +299,8 @@ class Call:
                     max(u.output_tokens, reader.events),
                     cached_input_tokens=u.cached_input_tokens,
                     cache_creation_input_tokens=u.cache_creation_input_tokens,
+                    cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                    service_tier=u.service_tier,
                 ),
                 reader.provider,
             )
@@ -342,6 +344,8 @@ class Call:
                 cached_input_tokens=u.cached_input_tokens,
                 reasoning_tokens=u.reasoning_tokens,
                 cache_creation_input_tokens=u.cache_creation_input_tokens,
+                cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                service_tier=u.service_tier,
                 provider=found.provider,
             )
         except Exception as exc:
