@@ -1,9 +1,13 @@
 """One captured model call: stack-neutral (httpx and httpx2 shells share it).
 
 :func:`open_call` runs before the request is sent: it finds the current meter (none: the call is
-not captured), recognises the endpoint, and checks the run's budgets (``BudgetExhausted``
-propagates and nothing is sent). :class:`Call` then watches the response bytes as the client
-reads them and charges the meter once, when the body ends, is closed early or breaks.
+not captured), recognises the endpoint, reads the request's model, an input-token estimate and
+its output bound (``max_tokens`` ...) and reserves what the call may cost on the run's budgets
+(``Meter.reserve_call``; ``BudgetExhausted`` propagates and nothing is sent). :func:`aopen_call`
+is its async twin (``Meter.areserve_call``). :class:`Call` then watches the response bytes as
+the client reads them and charges the meter once, when the body ends, is closed early or breaks: it
+settles the reservation with the usage read (or estimated), or releases it when the attempt
+produced none (an error status, a connection error).
 """
 
 from __future__ import annotations
@@ -16,9 +20,15 @@ from typing import Any, Protocol
 from agenthood_mw._core.pricing import Usage
 from agenthood_mw.capture._wire_anthropic import MessagesReader
 from agenthood_mw.capture._wire_openai import ChatReader, EmbeddingsReader, ResponsesReader
-from agenthood_mw.metering import Meter, ResponseUsage, current_meter
+from agenthood_mw.metering import (
+    CallReservation,
+    Meter,
+    ResponseUsage,
+    current_meter,
+    estimate_tokens,
+)
 
-__all__ = ["Call", "open_call"]
+__all__ = ["Call", "aopen_call", "open_call"]
 
 logger = logging.getLogger("agenthood_mw.capture")
 
@@ -58,20 +68,102 @@ def _meter() -> Meter | None:
         return None
 
 
-def open_call(method: str, path: str, content: bytes | None) -> Call | None:
-    """The call to watch, or ``None`` (no current meter, or not a model endpoint).
+_OUTPUT_BOUNDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_PROMPT_KEYS = ("system", "instructions", "messages", "input", "prompt")
 
-    Raises:
-        BudgetExhausted: the run may not make another model call; nothing must be sent.
-    """
+
+class Plan:
+    """What the request body says before it is sent: model, input estimate, output bound."""
+
+    __slots__ = ("input_tokens", "max_output_tokens", "model")
+
+    def __init__(self, model: str | None, input_tokens: int, max_output_tokens: int | None) -> None:
+        self.model = model
+        self.input_tokens = input_tokens
+        self.max_output_tokens = max_output_tokens
+
+
+def _prompt_tokens(value: object, model: str) -> int:
+    if isinstance(value, str | list | tuple):
+        try:
+            return estimate_tokens(value, model)
+        except (TypeError, ValueError):
+            return 0
+    return 0
+
+
+def plan_of(content: bytes) -> Plan:
+    """Parse a recognised endpoint's JSON body: its ``model``, ``estimate_tokens`` over its
+    ``system`` / ``instructions`` / ``messages`` / ``input`` / ``prompt``, and its first
+    ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens``. A body that is not a
+    JSON object, or names no model, plans nothing (the call is only checked, not reserved)."""
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(model, str) or not model:
+        return Plan(None, 0, None)
+    tokens = sum(_prompt_tokens(body.get(key), model) for key in _PROMPT_KEYS)
+    bound = None
+    for key in _OUTPUT_BOUNDS:
+        value = body.get(key)
+        if type(value) is int and value >= 0:
+            bound = value
+            break
+    return Plan(model, tokens, bound)
+
+
+def _prepare(method: str, path: str, content: bytes | None) -> Call | None:
     meter = _meter()
     if meter is None:
         return None
     reader = _reader(method, path)
     if reader is None:
         return None
-    meter.check_budget()
     return Call(meter, reader, path, content or b"")
+
+
+def open_call(method: str, path: str, content: bytes | None) -> Call | None:
+    """The call to watch, or ``None`` (no current meter, or not a model endpoint); its
+    reservation is made on the run's budgets.
+
+    Raises:
+        BudgetExhausted: the run may not make this model call; nothing must be sent.
+    """
+    call = _prepare(method, path, content)
+    if call is None:
+        return None
+    plan = plan_of(call.content)
+    if plan.model is None:
+        call.meter.check_budget()
+    else:
+        call.reservation = call.meter.reserve_call(
+            model=plan.model,
+            input_tokens_estimate=plan.input_tokens,
+            max_output_tokens=plan.max_output_tokens,
+            provider=call.reader.provider,
+        )
+    return call
+
+
+async def aopen_call(method: str, path: str, content: bytes | None) -> Call | None:
+    """:func:`open_call` for an async transport (``Meter.areserve_call``: a Redis budget store
+    is not called on the event loop)."""
+    call = _prepare(method, path, content)
+    if call is None:
+        return None
+    plan = plan_of(call.content)
+    if plan.model is None:
+        call.meter.check_budget()
+    else:
+        call.reservation = await call.meter.areserve_call(
+            model=plan.model,
+            input_tokens_estimate=plan.input_tokens,
+            max_output_tokens=plan.max_output_tokens,
+            provider=call.reader.provider,
+        )
+    return call
 
 
 class Call:
@@ -81,7 +173,8 @@ class Call:
         self.meter = meter
         self.reader = reader
         self.path = path
-        self._content = content  # the request body, parsed only if its model is needed
+        self.content = content  # the request body
+        self.reservation: CallReservation | None = None
         self.status = 0
         self._sse = False
         self._rest = b""
@@ -95,7 +188,7 @@ class Call:
     def model(self) -> str | None:
         """The model the request asked for (``None`` if the body names none)."""
         try:
-            body = json.loads(self._content) if self._content else None
+            body = json.loads(self.content) if self.content else None
         except ValueError:
             return None
         model = body.get("model") if isinstance(body, dict) else None
@@ -104,22 +197,29 @@ class Call:
     @property
     def est_input(self) -> int:
         """The input estimate: the request body's size in bytes / 4, rounded up."""
-        return -(-len(self._content) // _CHARS_PER_TOKEN)
+        return -(-len(self.content) // _CHARS_PER_TOKEN)
 
     def failed(self, error: BaseException) -> None:
         """The attempt raised before a response (connection error, timeout): traced, free."""
+        self._release()
         self._trace(charged=False, error=type(error).__name__)
+
+    def _release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
 
     def watch(self, status: int, content_type: str, encoding: str) -> bool:
         """Whether the body must be watched; an error status is traced and costs nothing."""
         self.status = status
         if not 200 <= status < 300:
+            self._release()
             self._trace(charged=False)
             return False
         encoding = encoding.strip().lower()
         if encoding in ("gzip", "deflate"):
             self._inflate = zlib.decompressobj(31 if encoding == "gzip" else 15)
         elif encoding not in ("", "identity"):
+            self._release()
             self._trace(charged=False, error=f"unreadable content-encoding {encoding}")
             return False
         self._sse = content_type.startswith("text/event-stream")
@@ -199,6 +299,8 @@ class Call:
                     max(u.output_tokens, reader.events),
                     cached_input_tokens=u.cached_input_tokens,
                     cache_creation_input_tokens=u.cache_creation_input_tokens,
+                    cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                    service_tier=u.service_tier,
                 ),
                 reader.provider,
             )
@@ -222,6 +324,7 @@ class Call:
         u = found.usage
         if model is None:
             logger.error("capture: %s answered with no model name; usage not charged", self.path)
+            self._release()
             self._trace(charged=False, estimated=estimated)
             return
         if estimated:  # an exact charge is traced by its usage event alone
@@ -232,18 +335,23 @@ class Call:
                 input_tokens=u.input_tokens,
                 output_tokens=u.output_tokens,
             )
+        record = self.meter.record if self.reservation is None else self.reservation.settle
         try:
-            self.meter.record(
+            record(
                 model=model,
                 input_tokens=u.input_tokens,
                 output_tokens=u.output_tokens,
                 cached_input_tokens=u.cached_input_tokens,
                 reasoning_tokens=u.reasoning_tokens,
                 cache_creation_input_tokens=u.cache_creation_input_tokens,
+                cache_creation_1h_input_tokens=u.cache_creation_1h_input_tokens,
+                service_tier=u.service_tier,
                 provider=found.provider,
             )
         except Exception as exc:
             logger.debug("capture: %s not charged: %s", self.path, exc)
+        finally:
+            self._release()
 
     def _trace(self, **attrs: Any) -> None:
         if self.meter.closed:

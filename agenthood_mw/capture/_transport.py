@@ -5,29 +5,47 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from agenthood_mw.capture._call import Call, open_call
+from agenthood_mw.capture._call import Call, aopen_call, open_call
 from agenthood_mw.capture._refusal import sdk_refusal
 from agenthood_mw.metering import BudgetExhausted
 
-__all__ = ["aiterate", "begin", "iterate", "watch"]
+__all__ = ["abegin", "aiterate", "begin", "iterate", "watch"]
 
 
-def begin(request: Any) -> Call | None:
-    """Open the call for an httpx/httpx2 ``Request`` (raises ``BudgetExhausted`` before any
-    byte is sent). A watched request asks for gzip/deflate only, which the capture can read."""
+def _content(request: Any) -> bytes | None:
     try:
         content: bytes | None = request.content
     except Exception:
         content = None
-    try:
-        call = open_call(request.method, request.url.path, content)
-    except BudgetExhausted as exc:
-        raise sdk_refusal(exc) from None
+    return content
+
+
+def _accept(call: Call | None, request: Any) -> Call | None:
+    """A watched request asks for gzip/deflate only, which the capture can read."""
     if call is not None:
         accepted = request.headers.get("accept-encoding")
         if accepted and ("br" in accepted or "zstd" in accepted):
             request.headers["accept-encoding"] = "gzip, deflate"
     return call
+
+
+def begin(request: Any) -> Call | None:
+    """Open the call for an httpx/httpx2 ``Request`` and reserve its cost on the run's budgets
+    (raises ``BudgetExhausted``, shaped for the SDKs, before any byte is sent)."""
+    try:
+        call = open_call(request.method, request.url.path, _content(request))
+    except BudgetExhausted as exc:
+        raise sdk_refusal(exc) from None
+    return _accept(call, request)
+
+
+async def abegin(request: Any) -> Call | None:
+    """:func:`begin` for an async transport (the reservation does not block the loop)."""
+    try:
+        call = await aopen_call(request.method, request.url.path, _content(request))
+    except BudgetExhausted as exc:
+        raise sdk_refusal(exc) from None
+    return _accept(call, request)
 
 
 def watch(call: Call, response: Any) -> bool:

@@ -8,11 +8,21 @@ parsed as JSON only when it may carry usage, so an ordinary chunk costs a substr
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from agenthood_mw.metering import ResponseUsage, openai_usage
 
 __all__ = ["ChatReader", "EmbeddingsReader", "ResponsesReader"]
+
+
+def with_tier(found: ResponseUsage | None, body: Any) -> ResponseUsage | None:
+    """``found`` with the ``service_tier`` the response (or chunk) ``body`` says it was billed
+    in (``"default"``, ``"priority"``, ``"flex"``...), if any."""
+    tier = body.get("service_tier") if isinstance(body, dict) else None
+    if found is None or not isinstance(tier, str) or not tier:
+        return found
+    return replace(found, usage=replace(found.usage, service_tier=tier))
 
 
 def _usage_follows(data: bytes) -> bool:
@@ -36,13 +46,14 @@ class ChatReader:
         self.events = 0
 
     def feed_body(self, body: Any) -> None:
-        self.usage = openai_usage(body)
+        self.usage = with_tier(openai_usage(body), body)
 
     def feed_event(self, data: bytes) -> None:
         if data.startswith(b"[DONE]"):
             return
         if _usage_follows(data):
-            found = openai_usage(json.loads(data))
+            chunk = json.loads(data)
+            found = with_tier(openai_usage(chunk), chunk)
             if found is not None:
                 self.usage = found
         else:
@@ -61,7 +72,9 @@ class ResponsesReader(ChatReader):
         if _usage_follows(data):
             event = json.loads(data)
             response = event.get("response") if isinstance(event, dict) else None
-            found = openai_usage(response) if isinstance(response, dict) else None
+            found = None
+            if isinstance(response, dict):
+                found = with_tier(openai_usage(response), response)
             if found is not None:
                 self.usage = found
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx2
 
 from agenthood_mw.capture._call import Call
-from agenthood_mw.capture._transport import aiterate, begin, iterate, watch
+from agenthood_mw.capture._transport import abegin, aiterate, begin, iterate, watch
 
 __all__ = ["MeteredAsyncTransport", "MeteredTransport"]
 
@@ -64,7 +64,7 @@ class MeteredTransport(httpx2.BaseTransport):
             return self.transport.handle_request(request)
         try:
             response = self.transport.handle_request(request)
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled call too: its reservation is released
             call.failed(exc)
             raise
         if not watch(call, response):
@@ -84,12 +84,12 @@ class MeteredAsyncTransport(httpx2.AsyncBaseTransport):
         self.transport = transport if transport is not None else httpx2.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        call = begin(request)
+        call = await abegin(request)
         if call is None:
             return await self.transport.handle_async_request(request)
         try:
             response = await self.transport.handle_async_request(request)
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled call too: its reservation is released
             call.failed(exc)
             raise
         if not watch(call, response):

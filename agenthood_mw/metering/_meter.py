@@ -393,8 +393,15 @@ class Meter:
         cost: Decimal | str | int | None = None,
         idempotency_key: str | None = None,
         cache_creation_input_tokens: int = 0,
+        cache_creation_1h_input_tokens: int = 0,
+        service_tier: str | None = None,
     ) -> Decimal:
         """Report one model call; returns its cost in dollars.
+
+        ``cache_creation_1h_input_tokens`` (1-hour cache writes, priced at the model's 1-hour
+        cache-write price) is a subset of ``cache_creation_input_tokens``; ``service_tier``
+        names the tier the provider billed (``"priority"``, ``"flex"``, ``"batch"``...: the
+        model's tier prices when the table has them, else the standard ones).
 
         ``input_tokens`` counts every prompt token (cache reads ``cached_input_tokens`` and
         writes ``cache_creation_input_tokens`` are subsets of it); ``reasoning_tokens`` is a
@@ -432,7 +439,15 @@ class Meter:
         )
         if self._closed:  # checked again under the lock (a concurrent finish())
             self._late(model, provider, counts, None if cost is None else str(cost))
-        nanos, unpriced = self._cost(model, provider, counts, cost)
+        _check_extras(cache_creation_input_tokens, cache_creation_1h_input_tokens, service_tier)
+        nanos, unpriced = self._cost(
+            model,
+            provider,
+            counts,
+            cost,
+            written_1h=cache_creation_1h_input_tokens,
+            service_tier=service_tier,
+        )
         if idempotency_key is not None and (
             not isinstance(idempotency_key, str) or not idempotency_key
         ):
@@ -498,6 +513,9 @@ class Meter:
         provider: str | None,
         counts: tuple[int, int, int, int, int],
         cost: Decimal | str | int | None,
+        *,
+        written_1h: int = 0,
+        service_tier: str | None = None,
     ) -> tuple[int, UnknownModelError | None]:
         """The cost of one model call in nano-dollars, and the error of a model without price
         (its tokens were spent already: they are kept at zero cost, then the error raised)."""
@@ -509,7 +527,7 @@ class Meter:
             price = self.prices.price(model, provider)
         except UnknownModelError as exc:
             return cost_nanos_of(_ZERO_PRICE, *counts), exc
-        return cost_nanos_of(price, *counts), None
+        return cost_nanos_of(price, *counts, written_1h=written_1h, service_tier=service_tier), None
 
     def _late(
         self,
@@ -680,3 +698,16 @@ def _error_text(error: object) -> str:
         text = str(error)
         return type(error).__name__ + (f": {text}" if text else "")
     return str(error)
+
+
+def _check_extras(written: int, written_1h: int, service_tier: str | None) -> None:
+    """Validate ``record()``'s 1-hour cache writes and service tier (as :class:`Usage` does)."""
+    if type(written_1h) is not int:
+        raise TypeError("record(): cache_creation_1h_input_tokens must be an int")
+    if not 0 <= written_1h <= written:
+        raise ValueError(
+            "record(): cache_creation_1h_input_tokens must be >= 0 and cannot exceed "
+            "cache_creation_input_tokens"
+        )
+    if service_tier is not None and not isinstance(service_tier, str):
+        raise TypeError("record(): service_tier must be a str or None")

@@ -103,9 +103,13 @@ def _chat(body: dict[str, Any], mode: str) -> tuple[Response, dict[str, int] | N
         }
         if mode != "nousage":
             payload["usage"] = wire
+        if isinstance(body.get("service_tier"), str):  # the tier asked for is the tier billed
+            payload["service_tier"] = body["service_tier"]
         return JSONResponse(payload), None if mode == "nousage" else ours
     include = bool((body.get("stream_options") or {}).get("include_usage"))
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
+    if isinstance(body.get("service_tier"), str):
+        base["service_tier"] = body["service_tier"]
     events: list[Any] = [
         {
             **base,
@@ -188,12 +192,17 @@ def _messages(body: dict[str, Any], mode: str) -> tuple[Response, dict[str, int]
         "reasoning": 0,
         "write": write,
     }
-    start_usage = {
+    start_usage: dict[str, Any] = {
         "input_tokens": base_in,
         "output_tokens": 1,
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": write,
     }
+    if '"ttl": "1h"' in json.dumps(body):  # a 1-hour cache breakpoint: the writes are 1h ones
+        start_usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": 0,
+            "ephemeral_1h_input_tokens": write,
+        }
     message = {
         "id": "msg_1",
         "type": "message",
