@@ -56,7 +56,7 @@ from agenthood_mw.api._http import (
 )
 from agenthood_mw.api._offline import OFFLINE_MODEL, OfflineProvider
 from agenthood_mw.api._openapi import add_background_runs, openapi_document
-from agenthood_mw.api._provider import LLMProvider
+from agenthood_mw.api._provider import ChatMessage, LLMProvider
 from agenthood_mw.api._request import (
     RunRequest,
     RunRequestError,
@@ -400,25 +400,10 @@ class AgenthoodAPI(Starlette):
         """The metered part of a run (inside ``CostMeterMiddleware``)."""
         agent, caller, run_request, shape = agenthood_state(request.scope).pop(_RUN_KEY)
         meter = current_meter()
-        meter.set_agent(agent.name)
-        if run_request.thinking_budget is not None:
-            meter.thinking_budget = run_request.thinking_budget
         messages = shape.messages if isinstance(shape, ChatRequest) else ()
 
         async def run(events: EventSink | None) -> dict[str, Any]:
-            return await run_agent(
-                agent=agent,
-                task=run_request.task,
-                conversation_id=run_request.conversation_id,
-                identity=caller,
-                meter=meter,
-                backend=self.memory_backend,
-                provider=self.provider,
-                run_timeout=self.run_timeout,
-                stop_grace=self.stop_grace,
-                events=events,
-                messages=messages,
-            )
+            return await self._run_agent(agent, caller, run_request, meter, events, messages)
 
         if isinstance(shape, ChatRequest):
             return await self._chat_response(run, meter, caller, shape)
@@ -573,6 +558,19 @@ class AgenthoodAPI(Starlette):
         events: EventSink,
     ) -> dict[str, Any]:
         """A background run on its open meter: as :meth:`_execute`, without the HTTP part."""
+        return await self._run_agent(agent, caller, run_request, meter, events, ())
+
+    async def _run_agent(
+        self,
+        agent: Agent,
+        caller: Identity,
+        run_request: RunRequest,
+        meter: Meter,
+        events: EventSink | None,
+        messages: tuple[ChatMessage, ...],
+    ) -> dict[str, Any]:
+        """Run ``agent`` on its open meter: the one place a validated request becomes a run
+        (foreground, streamed, OpenAI-compatible and background runs all come here)."""
         meter.set_agent(agent.name)
         if run_request.thinking_budget is not None:
             meter.thinking_budget = run_request.thinking_budget
@@ -587,6 +585,7 @@ class AgenthoodAPI(Starlette):
             run_timeout=self.run_timeout,
             stop_grace=self.stop_grace,
             events=events,
+            messages=messages,
         )
 
     async def _run_events(self, request: Request) -> Response:
